@@ -1,0 +1,132 @@
+"""``host``: train, prune, quantize, convert and evaluate the MNIST CNN on a workstation."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from device.errors import UsageError
+
+FMT = argparse.ArgumentDefaultsHelpFormatter
+
+
+def _add_data(p):
+    p.add_argument("--data", metavar="DIR", help="MNIST folder (4 IDX files, .gz or raw) or "
+                   "mnist.npz; default $MNIST_DIR, then ~/.keras/datasets/mnist.npz, then download")
+
+
+def _add_training(p, epochs_default=15):
+    p.add_argument("--arch", default="edge", help="model architecture: edge | seed")
+    p.add_argument("--epochs", type=int, default=epochs_default, help="max float epochs "
+                   "(early stopping on validation loss, patience 3)")
+    p.add_argument("--batch", type=int, default=128, help="batch size")
+    p.add_argument("--lr", type=float, default=2e-3, help="initial Adam learning rate")
+    p.add_argument("--lr-decay", type=float, default=0.85, help="per-epoch learning-rate factor")
+    p.add_argument("--l2", type=float, default=0.0, help="L2 weight penalty (0 = off)")
+    p.add_argument("--limit", type=int, metavar="N", help="use only N training images (quick runs)")
+    p.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="disable rotation/shift/zoom/stroke/blur augmentation")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    _add_data(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="host", description=__doc__, formatter_class=FMT)
+    sub = ap.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = sub.add_parser("train", help="float training", formatter_class=FMT,
+                       description="Float training: Adam, LR decay, early stopping.")
+    _add_training(p)
+    p.add_argument("--out", default="runs/float", help="output folder")
+
+    p = sub.add_parser("train-qat", help="the main job: train + QAT (+ pruning) -> INT8 .tflite",
+                       formatter_class=FMT, description="Float pre-training (or --from), optional "
+                       "magnitude pruning, quantization-aware training, full-INT8 conversion and "
+                       "evaluation of the .tflite on all 10,000 test images with the device runtime.")
+    _add_training(p, epochs_default=12)
+    p.add_argument("--from", dest="from_model", metavar="MODEL",
+                   help="start from this float Keras model (.h5) instead of training one")
+    p.add_argument("--qat-epochs", type=int, default=2, help="QAT fine-tuning epochs")
+    p.add_argument("--qat-lr", type=float, default=1e-4, help="QAT learning rate")
+    p.add_argument("--sparsity", type=float, default=0.0,
+                   help="magnitude-prune to this sparsity, then prune-preserving QAT")
+    p.add_argument("--prune-epochs", type=int, default=2, help="pruning fine-tune epochs")
+    p.add_argument("--io", default="int8", choices=["int8", "uint8", "float32"],
+                   help="input/output tensor type of the INT8 model")
+    p.add_argument("--out", default="runs/qat", help="output folder")
+
+    p = sub.add_parser("prune", help="magnitude pruning of a float model", formatter_class=FMT,
+                       description="Polynomial-decay magnitude pruning to a target sparsity, "
+                       "strip_pruning, per-layer sparsity and gzip size.")
+    p.add_argument("model", help="float Keras model (.h5)")
+    p.add_argument("--sparsity", type=float, default=0.5, help="target sparsity")
+    p.add_argument("--epochs", type=int, default=2, help="pruning fine-tune epochs")
+    p.add_argument("--limit", type=int, metavar="N", help="use only N training images")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--out", default="runs/pruned", help="output folder")
+    _add_data(p)
+
+    p = sub.add_parser("convert", help="Keras model -> TFLite, verified", formatter_class=FMT,
+                       description="Convert and evaluate on the test set.")
+    p.add_argument("model", help="Keras model (.h5) from train / train-qat")
+    p.add_argument("--mode", default="int8", choices=["int8", "dynamic", "float16", "float32"],
+                   help="int8 = full integer; dynamic = dynamic-range weights")
+    p.add_argument("--io", default="int8", choices=["int8", "uint8", "float32"],
+                   help="input/output type for --mode int8")
+    p.add_argument("--out", default="runs/converted", help="output folder")
+    _add_data(p)
+
+    p = sub.add_parser("evaluate", help="accuracy, confusion matrix, latency of a .tflite",
+                       formatter_class=FMT, description="Evaluate a .tflite on the 10,000 MNIST "
+                       "test images with the device runtime.")
+    p.add_argument("model", help=".tflite model")
+    p.add_argument("--threads", type=int, default=1, help="interpreter threads")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_data(p)
+    return ap
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here so `host --help` and argument errors answer without loading TensorFlow.
+    from host import pipeline
+    from host.train import TrainConfig
+
+    if args.verb == "evaluate":
+        pipeline.run_evaluate(args.model, args.data, args.threads, args.json)
+        return 0
+    if args.verb == "convert":
+        pipeline.run_convert(args.model, args.mode, args.io, args.data, args.out)
+        return 0
+    if args.verb == "prune":
+        cfg = TrainConfig(limit=args.limit, seed=args.seed, prune_epochs=args.epochs)
+        pipeline.run_prune(args.model, args.sparsity, cfg, args.data, args.out)
+        return 0
+    cfg = TrainConfig(arch=args.arch, epochs=args.epochs, batch=args.batch, lr=args.lr,
+                      lr_decay=args.lr_decay, l2=args.l2, limit=args.limit, augment=args.augment,
+                      seed=args.seed)
+    if args.verb == "train":
+        pipeline.run_train(cfg, args.data, args.out)
+        return 0
+    cfg.qat_epochs, cfg.qat_lr, cfg.sparsity = args.qat_epochs, args.qat_lr, args.sparsity
+    cfg.prune_epochs, cfg.io = args.prune_epochs, args.io
+    pipeline.run_train_qat(cfg, args.data, args.out, args.from_model)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "limit", None) is not None and args.limit < 100:
+        print("host: --limit must be at least 100 images", file=sys.stderr)
+        return 2
+    try:
+        return run(args)
+    except UsageError as exc:
+        print(f"host: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("host: interrupted; nothing was written to --out", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""The real pipeline on a small budget: float training, pruning + prune-preserving QAT,
+full-INT8 conversion, evaluation of the .tflite with the device runtime, artifacts."""
+
+import json
+
+import numpy as np
+import pytest
+
+from device.manifest import sha256_file
+from host.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_train_qat_end_to_end(tmp_path, mnist, capsys):
+    out = tmp_path / "run"
+    assert main(["train-qat", "--limit", "4000", "--epochs", "2", "--qat-epochs", "1",
+                 "--out", str(out)]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"model.tflite", "model.json", "float.h5", "qat.h5", "history.json"} <= names
+    assert not [n for n in names if n.startswith(".")], names  # no staging left behind
+    m = json.loads((out / "model.json").read_text())
+    assert m["sha256"] == sha256_file(out / "model.tflite")
+    assert m["input"]["dtype"] == "int8" and m["output"]["dtype"] == "int8"
+    assert m["params"] > 0 and m["macs"] > 0 and m["training"]["limit"] == 4000
+    assert m["accuracy"]["test_images"] == 10000
+    assert m["accuracy"]["tflite"] > 0.9, m["accuracy"]
+    # QAT makes the Keras model and the INT8 file agree closely.
+    assert abs(m["accuracy"]["tflite"] - m["accuracy"]["keras_qat"]) < 0.01
+    assert sum(map(sum, m["confusion_matrix"])) == 10000
+    assert "tflite accuracy" in capsys.readouterr().out
+    hist = json.loads((out / "history.json").read_text())
+    assert len(hist["float"]["loss"]) == 2 and len(hist["qat"]["loss"]) == 1
+
+
+def test_sparsity_prune_preserving_qat_and_convert_modes(tmp_path, mnist):
+    out = tmp_path / "sparse"
+    assert main(["train-qat", "--limit", "3000", "--epochs", "1", "--qat-epochs", "1",
+                 "--prune-epochs", "1", "--sparsity", "0.5", "--io", "uint8", "--out", str(out)]) == 0
+    m = json.loads((out / "model.json").read_text())
+    assert m["input"]["dtype"] == "uint8"
+    assert 0.45 <= m["sparsity"] <= 0.55, m["sparsity"]
+    assert "prune-preserving" in m["conversion"]
+    # The zeros survive QAT and conversion: the file compresses far better than a dense one.
+    assert m["gzip_bytes"] < 0.8 * m["bytes"]
+    conv = tmp_path / "f16"
+    from host.cli import main as host_main
+
+    assert host_main(["convert", str(out / "float.h5"), "--mode", "float16", "--out", str(conv)]) == 0
+    f16 = json.loads((conv / "model.json").read_text())
+    assert f16["input"]["dtype"] == "float32" and f16["accuracy"]["tflite"] > 0.8
