@@ -74,7 +74,12 @@ def run_loop(model: Model, source, opts: RunOptions, out=sys.stdout) -> Result:
     no_digit = 0
     mem_init = memory_kb()
     mem_warm = None
-    status, error = "ok", None
+    status, error, pending = "ok", None, None
+    dropped = 0
+    prev_capture = None
+    # A live camera delivers at a steady period; a gap of k periods between two frames we got
+    # means k - 1 frames were dropped while we were busy.
+    period_ns = 1e9 / source.fps if getattr(source, "live", False) and getattr(source, "fps", None) else None
     frames_file = open(opts.frames_out, "w") if opts.frames_out else None
     last_print = 0.0
     n = 0
@@ -84,6 +89,9 @@ def run_loop(model: Model, source, opts: RunOptions, out=sys.stdout) -> Result:
         with _Stopper() as stopper, source:
             for frame in source.frames():
                 t0 = frame.t_capture_ns
+                if period_ns and prev_capture is not None:
+                    dropped += max(0, round((t0 - prev_capture) / period_ns) - 1)
+                prev_capture = t0
                 prep = prepare(frame.image, opts.preprocess)
                 t1 = time.perf_counter_ns()
                 if prep.image is not None:
@@ -123,6 +131,9 @@ def run_loop(model: Model, source, opts: RunOptions, out=sys.stdout) -> Result:
                     break
     except SourceError as exc:
         status, error = "source_error", str(exc)
+    except BaseException as exc:
+        # A bug or an unexpected error: still write what was measured, then let it surface.
+        status, error, pending = "error", f"{type(exc).__name__}: {exc}", exc
     finally:
         if frames_file is not None:
             frames_file.close()
@@ -142,11 +153,13 @@ def run_loop(model: Model, source, opts: RunOptions, out=sys.stdout) -> Result:
         frames=n, fps=n / elapsed if elapsed > 0 else None, status=status, error=error,
         extra={"source": source.describe(), "duration_s": round(elapsed, 3),
                "no_digit": no_digit, "unreadable": getattr(source, "unreadable", 0),
-               "dropped": 0, "prediction_counts": counts.tolist(),
+               "dropped": dropped, "prediction_counts": counts.tolist(),
                "init_ms": model.init_ms,
                "total_definition": "preprocess + inference + postprocess, from frame available"})
     if opts.output:
         result.write(opts.output)
+    if pending is not None:
+        raise pending
     return result
 
 
@@ -170,5 +183,5 @@ def summary_lines(r: Result) -> list[str]:
         lines.append(f"memory: peak RSS {m['peak_rss_kb'] / 1024:.1f} MB, growth after warm-up "
                      f"{(m['rss_growth_kb'] or 0) / 1024:+.2f} MB")
     lines.append(f"no digit: {r.extra.get('no_digit', 0)}, unreadable frames: "
-                 f"{r.extra.get('unreadable', 0)}")
+                 f"{r.extra.get('unreadable', 0)}, dropped frames: {r.extra.get('dropped', 0)}")
     return lines

@@ -157,10 +157,10 @@ class Model:
         self.input = inputs[0]
         self.output = outputs[0]
         if tuple(int(v) for v in self.input["shape"]) != INPUT_SHAPE:
-            raise UsageError(f"{self.path} takes input shape {list(self.input['shape'])}, not "
+            raise UsageError(f"{self.path} takes input shape {[int(v) for v in self.input['shape']]}, not "
                              f"{list(INPUT_SHAPE)}; it is not an MNIST 28x28 grayscale model")
         if int(np.prod(self.output["shape"])) != 10:
-            raise UsageError(f"{self.path} outputs shape {list(self.output['shape'])}, not 10 "
+            raise UsageError(f"{self.path} outputs shape {[int(v) for v in self.output['shape']]}, not 10 "
                              "class scores")
         self._in_index = self.input["index"]
         self._out_index = self.output["index"]

@@ -21,7 +21,10 @@ def _add_training(p, epochs_default=15):
                    "(early stopping on validation loss, patience 3)")
     p.add_argument("--batch", type=int, default=128, help="batch size")
     p.add_argument("--lr", type=float, default=2e-3, help="initial Adam learning rate")
-    p.add_argument("--lr-decay", type=float, default=0.85, help="per-epoch learning-rate factor")
+    p.add_argument("--lr-schedule", default="cosine", choices=["cosine", "exponential"],
+                   help="learning-rate decay over the epochs (cosine ends at 1%% of --lr)")
+    p.add_argument("--lr-decay", type=float, default=0.85,
+                   help="per-epoch factor for --lr-schedule exponential")
     p.add_argument("--l2", type=float, default=0.0, help="L2 weight penalty (0 = off)")
     p.add_argument("--limit", type=int, metavar="N", help="use only N training images (quick runs)")
     p.add_argument("--no-augment", dest="augment", action="store_false",
@@ -43,10 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=FMT, description="Float pre-training (or --from), optional "
                        "magnitude pruning, quantization-aware training, full-INT8 conversion and "
                        "evaluation of the .tflite on all 10,000 test images with the device runtime.")
-    _add_training(p, epochs_default=12)
+    _add_training(p, epochs_default=9)
     p.add_argument("--from", dest="from_model", metavar="MODEL",
                    help="start from this float Keras model (.h5) instead of training one")
-    p.add_argument("--qat-epochs", type=int, default=2, help="QAT fine-tuning epochs")
+    p.add_argument("--qat-epochs", type=int, default=1, help="QAT fine-tuning epochs")
     p.add_argument("--qat-lr", type=float, default=1e-4, help="QAT learning rate")
     p.add_argument("--sparsity", type=float, default=0.0,
                    help="magnitude-prune to this sparsity, then prune-preserving QAT")
@@ -102,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         pipeline.run_prune(args.model, args.sparsity, cfg, args.data, args.out)
         return 0
     cfg = TrainConfig(arch=args.arch, epochs=args.epochs, batch=args.batch, lr=args.lr,
-                      lr_decay=args.lr_decay, l2=args.l2, limit=args.limit, augment=args.augment,
+                      lr_schedule=args.lr_schedule, lr_decay=args.lr_decay, l2=args.l2, limit=args.limit, augment=args.augment,
                       seed=args.seed)
     if args.verb == "train":
         pipeline.run_train(cfg, args.data, args.out)

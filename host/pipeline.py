@@ -151,6 +151,9 @@ def _is_tflite(path: str) -> bool:
 
 
 def run_evaluate(model_path: str, data_dir: str | None, threads: int, as_json: bool) -> dict:
+    from device.runtime import Model
+
+    Model(model_path, threads=threads, verify=False)  # a bad model fails before the data loads
     data = load_mnist(data_dir)
     ev = evaluate_tflite(model_path, data, threads=threads)
     if as_json:

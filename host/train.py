@@ -25,7 +25,8 @@ class TrainConfig:
     batch: int = 128
     lr: float = 2e-3
     qat_lr: float = 1e-4
-    lr_decay: float = 0.85          # per-epoch multiplier
+    lr_schedule: str = "cosine"     # cosine: lr -> lr/100 over the epochs; exponential: x lr_decay/epoch
+    lr_decay: float = 0.85          # per-epoch multiplier for the exponential schedule
     l2: float = 0.0
     patience: int = 3
     val_split: float = 0.1
@@ -61,16 +62,26 @@ def compile_model(model, lr) -> None:
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 
+def lr_at(epoch: int, epochs: int, lr: float, cfg: TrainConfig) -> float:
+    """The learning rate of ``epoch`` (0-based) out of ``epochs``."""
+    if cfg.lr_schedule == "exponential":
+        return lr * cfg.lr_decay ** epoch
+    # Cosine decay to 1 % of the initial rate at the last epoch: the last epochs polish the
+    # weights, which is what a short CPU budget needs.
+    frac = epoch / max(1, epochs - 1)
+    return lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
 def fit(model, data: Mnist, cfg: TrainConfig, epochs: int, lr: float, extra_callbacks=(),
         early_stop: bool = True, verbose: int = 2) -> dict:
     """Compile and fit ``model``; returns the Keras history as a dict of lists.
 
-    Adam with a per-epoch exponential learning-rate decay; early stopping on validation loss
+    Adam with a per-epoch learning-rate decay (cosine or exponential); early stopping on validation loss
     (patience ``cfg.patience``, best weights restored).
     """
     (xtr, ytr), (xval, yval) = split(data, cfg)
     compile_model(model, lr)
-    callbacks = [keras.callbacks.LearningRateScheduler(lambda ep: lr * cfg.lr_decay ** ep)]
+    callbacks = [keras.callbacks.LearningRateScheduler(lambda ep: lr_at(ep, epochs, lr, cfg))]
     if early_stop:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
                                                        restore_best_weights=True))

@@ -11,6 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
 MNIST_DIR = Path(os.environ.get("MNIST_DIR", SHARED / "mnist"))
+# Subprocesses (the CLIs under test) find the data the same way.
+os.environ.setdefault("MNIST_DIR", str(MNIST_DIR))
 PHOTOS = SHARED / "digit-photos"
 SHIPPED = ROOT / "device" / "models" / "model.tflite"
 

@@ -1,0 +1,132 @@
+"""Benchmark for the device side (issue: `device run`).
+
+On the machine it runs on, one thread, the shipped model, everything in separate `device`
+processes (so memory figures are the device process's own, without the host's TensorFlow):
+  1. a deterministic camera-like 640x480 clip made from MNIST *test* digits
+     (`device.synth`: paper, uneven light, perspective, blur, noise, coloured ink, JPEG);
+  2. `device run` over it: per-frame accuracy against the clip's labels, per-stage latency,
+     preprocess + inference per frame (exact, from --frames-out);
+  3. a soak: the clip looped for --soak-frames frames: peak RSS and RSS growth after warm-up;
+  4. `device classify` on the real photo dev set (../shared/data/digit-photos).
+
+Writes benchmarks/results/<machine>/device_loop.json (+ the raw `device run` result files).
+    MNIST_DIR=../shared/data/mnist python -m benchmarks.device_loop [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from device.manifest import atomic_write_json
+from device.synth import load_labels, make_clip
+from device.system import machine_info, machine_slug
+
+ROOT = Path(__file__).resolve().parent.parent
+PHOTOS = ROOT.parent / "shared" / "data" / "digit-photos"
+TARGETS = {"pre_inf_p50_ms": 0.5, "pre_inf_p99_ms": 1.5, "peak_rss_mb": 80, "rss_growth_mb": 2,
+           "photos_accuracy": 0.97, "clip_accuracy": 0.97}
+
+
+def device(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "device.cli", *args], cwd=ROOT, check=True,
+                          capture_output=True, text=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small clip, short soak (CI)")
+    ap.add_argument("--soak-frames", type=int, default=100_000)
+    ap.add_argument("--work", default=str(ROOT / "runs" / "bench-device"))
+    ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--model", help="model to measure (default: the shipped one)")
+    args = ap.parse_args(argv)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    model = ["--model", args.model] if args.model else []
+    machine = machine_info()
+    out_dir = Path(args.results) / machine_slug(machine)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    suffix = "-quick" if args.quick else ""
+
+    from host.data import load_mnist
+
+    mnist = load_mnist()
+    clip = work / f"clip{suffix}.avi"
+    n_digits = 40 if args.quick else 300
+    if not clip.is_file():
+        make_clip(mnist.x_test, mnist.y_test, clip, n_digits=n_digits, hold=3, seed=0)
+    labels = load_labels(clip)
+
+    run_json, frames_jsonl = out_dir / f"run-clip{suffix}.json", work / "frames.jsonl"
+    device("run", "--source", str(clip), "--threads", "1", "--quiet", "--output", str(run_json),
+           "--frames-out", str(frames_jsonl), *model)
+    rows = [json.loads(l) for l in frames_jsonl.read_text().splitlines()]
+    digit_rows = [(r, lab) for r, lab in zip(rows, labels) if lab is not None]
+    blank_rows = [r for r, lab in zip(rows, labels) if lab is None]
+    clip_acc = float(np.mean([r["prediction"] == lab for r, lab in digit_rows]))
+    blank_ok = float(np.mean([r["prediction"] is None for r in blank_rows])) if blank_rows else None
+    pre_inf = np.array([r["preprocess_ms"] + (r["inference_ms"] or 0) for r in rows])
+
+    soak = args.soak_frames if not args.quick else 3000
+    soak_json = out_dir / f"run-soak{suffix}.json"
+    t0 = time.monotonic()
+    device("run", "--source", str(clip), "--loop", "--frames", str(soak), "--threads", "1", "--quiet",
+           "--output", str(soak_json), *model)
+    soak_s = time.monotonic() - t0
+    soak_res = json.loads(soak_json.read_text())
+
+    photos = None
+    if (PHOTOS / "labels.csv").is_file():
+        r = device("classify", str(PHOTOS), "--labels", str(PHOTOS / "labels.csv"), "--json", *model)
+        photos = json.loads(r.stderr.strip().splitlines()[-1])
+        wrong = [json.loads(l) for l in r.stdout.splitlines()]
+        photos["wrong"] = [{"file": Path(w["file"]).name, "label": w.get("label"), "prediction": w["prediction"],
+                            "confidence": w["confidence"]} for w in wrong if w.get("label") != w["prediction"]]
+
+    run_res = json.loads(run_json.read_text())
+    result = {
+        "schema_version": 1, "kind": "device_loop", "quick": args.quick,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine,
+        "model": run_res["model"],
+        "clip": {"file": clip.name, "frames": len(labels), "digit_frames": len(digit_rows),
+                 "blank_frames": len(blank_rows), "size": [640, 480], "seed": 0,
+                 "accuracy_per_frame": clip_acc, "blank_as_no_digit": blank_ok},
+        "stages_ms": {k: {q: v[q] for q in ("p50", "p90", "p99", "max")} for k, v in run_res["stages"].items()
+                      if v.get("count")},
+        "preprocess_plus_inference_ms": {"p50": float(np.percentile(pre_inf, 50)),
+                                         "p90": float(np.percentile(pre_inf, 90)),
+                                         "p99": float(np.percentile(pre_inf, 99)), "max": float(pre_inf.max())},
+        "within_budget": run_res["within_budget"], "budget_ms": run_res["budget_ms"],
+        "soak": {"frames": soak_res["frames"], "seconds": round(soak_s, 1),
+                 "peak_rss_mb": soak_res["memory"]["peak_rss_kb"] / 1024,
+                 "rss_growth_mb": soak_res["memory"]["rss_growth_kb"] / 1024,
+                 "rss_after_warmup_mb": (soak_res["memory"]["rss_after_warmup_kb"] or 0) / 1024,
+                 "total_p99_ms": soak_res["stages"]["total"]["p99"]},
+        "photos": photos,
+        "targets": TARGETS,
+    }
+    p = result["preprocess_plus_inference_ms"]
+    result["pass"] = {
+        "pre_inf_p50_ms": p["p50"] <= TARGETS["pre_inf_p50_ms"],
+        "pre_inf_p99_ms": p["p99"] <= TARGETS["pre_inf_p99_ms"],
+        "peak_rss_mb": result["soak"]["peak_rss_mb"] <= TARGETS["peak_rss_mb"],
+        "rss_growth_mb": result["soak"]["rss_growth_mb"] <= TARGETS["rss_growth_mb"],
+        "photos_accuracy": bool(photos and photos["accuracy"] >= TARGETS["photos_accuracy"]),
+        "clip_accuracy": clip_acc >= TARGETS["clip_accuracy"],
+    }
+    atomic_write_json(out_dir / f"device_loop{suffix}.json", result)
+    print(json.dumps({"clip_accuracy": clip_acc, "blank_ok": blank_ok, "pre_inf_ms": p,
+                      "soak": result["soak"], "photos": photos and photos["accuracy"],
+                      "pass": result["pass"]}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
