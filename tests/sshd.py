@@ -59,6 +59,9 @@ def _ensure_user(tmp: Path) -> Path:
     except KeyError:
         subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", USER], check=True)
         pw = pwd.getpwnam(USER)
+    # useradd leaves the password "locked" ("!"), and sshd without PAM refuses locked accounts
+    # even for key logins; "*" means "no password", which is what a key-only Pi user has.
+    subprocess.run(["usermod", "-p", "*", USER], check=True)
     home = Path(pw.pw_dir)
     for child in ("mnist-edge", ".cache"):
         shutil.rmtree(home / child, ignore_errors=True)

@@ -91,7 +91,7 @@ def test_deploy_with_bench_then_noop_then_failure_then_rollback(target, tmp_path
     atomic_write_json(bad / "model.json", {"manifest_version": 1, "sha256": sha256_file(bad / "model.tflite")})
     r = deploy(target, "--model", str(bad / "model.tflite"))
     assert r.returncode != 0
-    assert "smoke-test" in r.stderr and "unchanged" in r.stderr, r.stderr
+    assert "smoke-test" in r.stderr and "was not changed" in r.stderr, r.stderr
     assert current(target) == first
 
     # A good second release, then roll back to the first.
