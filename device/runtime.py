@@ -9,6 +9,7 @@ testable on their own.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import time
 from dataclasses import dataclass

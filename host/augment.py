@@ -22,9 +22,13 @@ _KERNEL = np.ones((2, 2), np.uint8)
 cv2.setNumThreads(1)
 
 
+MODES = ("full", "geometric", "none")
+
+
 def augment_batch(x: np.ndarray, rng: np.random.Generator, rotate_deg=15.0, shift=0.1,
-                  zoom=0.1) -> np.ndarray:
-    """uint8 (B, 28, 28) -> augmented uint8 (B, 28, 28); a new random draw per image."""
+                  zoom=0.1, camera: bool = True) -> np.ndarray:
+    """uint8 (B, 28, 28) -> augmented uint8 (B, 28, 28); a new random draw per image.
+    ``camera=False``: the geometric part only (no stroke thickness, no blur)."""
     out = np.empty_like(x)
     n = len(x)
     angles = rng.uniform(-rotate_deg, rotate_deg, n)
@@ -39,7 +43,9 @@ def augment_batch(x: np.ndarray, rng: np.random.Generator, rotate_deg=15.0, shif
                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         # Stroke thickness: a fifth dilated, a tenth thinned (only digits with ink to spare:
         # eroding a fine "1" would erase it), the rest as drawn.
-        if stroke[i] < 0.2:
+        if not camera:
+            pass
+        elif stroke[i] < 0.2:
             img = cv2.dilate(img, _KERNEL)
         elif stroke[i] > 0.9 and np.count_nonzero(img > 128) > 150:
             img = cv2.erode(img, _KERNEL)
@@ -55,7 +61,7 @@ def to_float(images) -> np.ndarray:
     return (np.asarray(images, dtype=np.float32) / 255.0)[..., None]
 
 
-def train_dataset(x: np.ndarray, y: np.ndarray, batch: int, augment: bool, seed: int):
+def train_dataset(x: np.ndarray, y: np.ndarray, batch: int, augment: str, seed: int):
     """A tf.data pipeline of shuffled (and optionally augmented) float batches, reshuffled and
     re-augmented every epoch.  The numpy work runs in the generator, one call per batch."""
     rng = np.random.default_rng(seed)
@@ -64,7 +70,7 @@ def train_dataset(x: np.ndarray, y: np.ndarray, batch: int, augment: bool, seed:
         order = rng.permutation(len(x))
         for start in range(0, len(x), batch):
             idx = order[start:start + batch]
-            xb = augment_batch(x[idx], rng) if augment else x[idx]
+            xb = x[idx] if augment == "none" else augment_batch(x[idx], rng, camera=augment == "full")
             yield to_float(xb), y[idx].astype(np.int32)
 
     spec = (tf.TensorSpec((None, 28, 28, 1), tf.float32), tf.TensorSpec((None,), tf.int32))

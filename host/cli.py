@@ -27,8 +27,9 @@ def _add_training(p, epochs_default=15):
                    help="per-epoch factor for --lr-schedule exponential")
     p.add_argument("--l2", type=float, default=0.0, help="L2 weight penalty (0 = off)")
     p.add_argument("--limit", type=int, metavar="N", help="use only N training images (quick runs)")
-    p.add_argument("--no-augment", dest="augment", action="store_false",
-                   help="disable rotation/shift/zoom/stroke/blur augmentation")
+    p.add_argument("--augment", default="full", choices=["full", "geometric", "none"],
+                   help="training augmentation: full = rotation/shift/zoom + stroke thickness "
+                   "and blur (camera-like); geometric = rotation/shift/zoom only")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     _add_data(p)
 
@@ -86,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="interpreter threads")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_data(p)
+    p = sub.add_parser("report", help="HTML / Markdown report from device result files",
+                       formatter_class=FMT, description="Render `device run` / `device bench` "
+                       "results (this machine's, or a Pi's from deploy.sh --bench) side by side.")
+    p.add_argument("results", nargs="+", metavar="RESULT.json")
+    p.add_argument("--out", default="report.html", help="self-contained HTML file")
+    p.add_argument("--markdown", metavar="REPORT.md", help="also write a Markdown summary")
+    p.add_argument("--baseline", metavar="OLD.json", help="mark stages slower than this result")
+    p.add_argument("--tolerance", type=float, default=0.10, help="regression tolerance (fraction)")
     return ap
 
 
@@ -94,6 +103,14 @@ def run(args: argparse.Namespace) -> int:
     from host import pipeline
     from host.train import TrainConfig
 
+    if args.verb == "report":
+        from host.report import build_report
+
+        rep = build_report(args.results, args.out, args.markdown, args.baseline, args.tolerance)
+        for note in rep["notes"]:
+            print(note)
+        print(f"report: {args.out}" + (f", {args.markdown}" if args.markdown else ""))
+        return 0
     if args.verb == "evaluate":
         pipeline.run_evaluate(args.model, args.data, args.threads, args.json)
         return 0
@@ -105,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
         pipeline.run_prune(args.model, args.sparsity, cfg, args.data, args.out)
         return 0
     cfg = TrainConfig(arch=args.arch, epochs=args.epochs, batch=args.batch, lr=args.lr,
-                      lr_schedule=args.lr_schedule, lr_decay=args.lr_decay, l2=args.l2, limit=args.limit, augment=args.augment,
-                      seed=args.seed)
+                      lr_schedule=args.lr_schedule, lr_decay=args.lr_decay, l2=args.l2,
+                      limit=args.limit, augment=args.augment, seed=args.seed)
     if args.verb == "train":
         pipeline.run_train(cfg, args.data, args.out)
         return 0

@@ -31,7 +31,7 @@ class TrainConfig:
     patience: int = 3
     val_split: float = 0.1
     limit: int | None = None
-    augment: bool = True
+    augment: str = "full"           # full | geometric (no stroke/blur) | none
     seed: int = 0
     io: str = "int8"
     extra: dict = field(default_factory=dict)

@@ -41,7 +41,7 @@ def tiny_tflite(tmp_path_factory, mnist):
     from host.optimize import quantize
     from host.train import TrainConfig
 
-    cfg = TrainConfig(limit=1000, augment=False, qat_epochs=1)
+    cfg = TrainConfig(limit=1000, augment="none", qat_epochs=1)
     model = models.build("edge")
     qat, _ = quantize(model, mnist, cfg, epochs=1, pruned=False)
     out = tmp_path_factory.mktemp("tiny")

@@ -13,8 +13,8 @@ def _run(*args, env=None):
                           env=env, timeout=300)
 
 
-@pytest.mark.parametrize("prog,verb", [("host.cli", v) for v in ("train", "train-qat", "prune", "convert", "evaluate")]
-                         + [("device.cli", v) for v in ("run", "bench", "classify", "info")])
+@pytest.mark.parametrize("prog,verb", [("host.cli", v) for v in ("train", "train-qat", "prune", "convert", "evaluate", "report")]
+                         + [("device.cli", v) for v in ("run", "bench", "classify", "info", "make-clip")])
 def test_help(prog, verb):
     out = _run(prog, verb, "--help")
     assert out.returncode == 0 and "usage:" in out.stdout

@@ -93,6 +93,8 @@ def test_augmentation_keeps_shape_and_range(mnist):
 
     x = mnist.x_train[:64]
     y = augment_batch(x, np.random.default_rng(0))
+    g = augment_batch(x, np.random.default_rng(0), camera=False)
+    assert g.shape == x.shape and not np.array_equal(g, y)
     assert y.shape == x.shape and y.dtype == np.uint8
     assert not np.array_equal(x, y)
     # Still a white digit on black: the border stays dark, ink stays present.

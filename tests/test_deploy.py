@@ -40,7 +40,7 @@ def current(target) -> str:
 
 def other_model(tmp_path, tiny_tflite):
     d = tmp_path / "other"
-    d.mkdir()
+    d.mkdir(exist_ok=True)
     p = d / "model.tflite"
     shutil.copy(tiny_tflite["int8"], p)
     atomic_write_json(d / "model.json", {"manifest_version": 1, "sha256": sha256_file(p)})
@@ -92,6 +92,14 @@ def test_deploy_with_bench_then_noop_then_failure_then_rollback(target, tmp_path
     r = deploy(target, "--model", str(bad / "model.tflite"))
     assert r.returncode != 0
     assert "smoke-test" in r.stderr and "was not changed" in r.stderr, r.stderr
+    assert current(target) == first
+
+    # The budget gate: the target measures the new release before the switch; a budget it
+    # cannot meet keeps the current release and says the measured figure.
+    r = deploy(target, "--model", str(other_model(tmp_path, tiny_tflite)), "--gate", "--budget-ms", "0.001",
+               "--reports", str(reports))
+    assert r.returncode != 0
+    assert "gate: p99 per-frame total" in r.stderr and "over the 0.001 ms budget" in r.stderr, r.stderr
     assert current(target) == first
 
     # A good second release, then roll back to the first.

@@ -1,0 +1,197 @@
+"""``host report``: render device result files (``device run`` / ``device bench``, from this
+machine or copied back from a Pi by ``deploy.sh --bench``) into one self-contained HTML page
+(inline SVG plots, no external links) and a Markdown summary.
+
+Every figure comes from the files; the page names the machine behind each one and says so
+when no Raspberry Pi result is among them.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+
+from device.errors import UsageError
+from device.manifest import atomic_write_bytes
+from device.results import Result, hist_bin_ms, load_result
+
+
+def machine_label(r: Result) -> str:
+    m = r.machine
+    board = m.get("board") or m.get("cpu") or "unknown machine"
+    return f"{board} ({m.get('arch', '?')}, {m.get('hostname', '?')})"
+
+
+def result_label(r: Result, path: Path) -> str:
+    mod = r.model
+    arch = mod.get("arch") or "model"
+    xnn = "xnnpack" if mod.get("xnnpack") else "no-xnnpack"
+    return f"{path.name}: {r.kind} {arch} {mod.get('input', {}).get('dtype', '')} " \
+           f"{mod.get('threads')}t {xnn} on {machine_label(r)}"
+
+
+def _headline_stage(r: Result) -> str:
+    return "total" if "total" in r.stages else "inference"
+
+
+def summary_rows(results: list[tuple[Path, Result]]) -> list[dict]:
+    rows = []
+    for path, r in results:
+        st = r.stages[_headline_stage(r)]
+        rows.append({
+            "file": path.name, "kind": r.kind, "machine": machine_label(r),
+            "pi": bool(r.machine.get("is_raspberry_pi")),
+            "model": f"{r.model.get('arch') or '?'} {r.model.get('sha256', '')[:12]}",
+            "threads": r.model.get("threads"), "xnnpack": r.model.get("xnnpack"),
+            "stage": _headline_stage(r), "p50": st.get("p50"), "p99": st.get("p99"),
+            "within_budget": r.within_budget, "budget_ms": r.budget_ms,
+            "fps": r.fps, "frames": r.frames,
+            "peak_rss_mb": (r.memory.get("peak_rss_kb") or 0) / 1024,
+        })
+    return rows
+
+
+def compare(results, baseline: Result, tolerance: float) -> list[str]:
+    """Lines naming every stage percentile that got slower than the baseline by more than
+    ``tolerance`` (a fraction)."""
+    out = []
+    for path, r in results:
+        for stage, st in r.stages.items():
+            base = baseline.stages.get(stage)
+            if not base or not st.get("count") or not base.get("count"):
+                continue
+            for q in ("p50", "p99"):
+                if base[q] > 0 and st[q] > base[q] * (1 + tolerance):
+                    out.append(f"REGRESSION {path.name} {stage} {q}: {st[q]:.3f} ms vs baseline "
+                               f"{base[q]:.3f} ms (+{(st[q] / base[q] - 1):.0%}, tolerance {tolerance:.0%})")
+    return out
+
+
+def _svg(fig) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def latency_plot(path: Path, r: Result) -> str:
+    """Histogram and CDF of the headline stage, with the budget line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    st = r.stages[_headline_stage(r)]
+    bins = np.array(st["histogram"]["bins"])
+    counts = np.array(st["histogram"]["counts"], dtype=float)
+    lo = np.array([hist_bin_ms(i) for i in bins])
+    hi = np.array([hist_bin_ms(i + 1) for i in bins])
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.2))
+    a.bar(lo, counts, width=hi - lo, align="edge", color="#4477aa")
+    a.set_xlabel(f"{_headline_stage(r)} per frame (ms)" if r.kind == "run" else "inference (ms)")
+    a.set_ylabel("frames" if r.kind == "run" else "runs")
+    a.set_title("distribution")
+    b.step(hi, np.cumsum(counts) / counts.sum(), where="post", color="#4477aa")
+    b.set_ylim(0, 1.01)
+    b.set_xlabel("ms")
+    b.set_title("cumulative share")
+    for ax in (a, b):
+        if r.budget_ms:
+            ax.axvline(r.budget_ms, color="#cc3311", linestyle="--", label=f"budget {r.budget_ms} ms")
+        ax.set_xscale("log")
+    if r.budget_ms:
+        b.legend(loc="lower right")
+    fig.suptitle(result_label(r, path), fontsize=9)
+    return _svg(fig)
+
+
+def stages_plot(results) -> str:
+    """p50 and p99 of each stage, one group per run result."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [(p, r) for p, r in results if r.kind == "run"]
+    if not runs:
+        return ""
+    stages = ["capture", "preprocess", "inference", "postprocess", "total"]
+    fig, ax = plt.subplots(figsize=(10, 0.6 + 0.9 * len(runs)))
+    y = np.arange(len(runs))
+    h = 0.8 / len(stages)
+    for k, s in enumerate(stages):
+        p50 = [r.stages.get(s, {}).get("p50", 0) or 0 for _, r in runs]
+        p99 = [r.stages.get(s, {}).get("p99", 0) or 0 for _, r in runs]
+        ax.barh(y + k * h, p99, height=h, color=f"C{k}", alpha=0.35)
+        ax.barh(y + k * h, p50, height=h, color=f"C{k}", label=s)
+    budget = runs[0][1].budget_ms
+    if budget:
+        ax.axvline(budget, color="#cc3311", linestyle="--", label=f"budget {budget} ms")
+    ax.set_yticks(y + 0.4, [f"{p.name}\n{machine_label(r)}" for p, r in runs], fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("ms per frame (solid: p50, light: p99)")
+    ax.legend(fontsize=7, loc="lower right")
+    return _svg(fig)
+
+
+def _table_html(rows: list[dict]) -> str:
+    head = ["file", "machine", "kind", "model", "threads", "XNNPACK", "stage", "p50 ms", "p99 ms",
+            "within budget", "fps", "peak RSS MB"]
+    body = []
+    for r in rows:
+        cells = [r["file"], r["machine"], r["kind"], r["model"], r["threads"],
+                 "on" if r["xnnpack"] else "off", r["stage"], f"{r['p50']:.3f}", f"{r['p99']:.3f}",
+                 f"{r['within_budget']:.1%}" if r["within_budget"] is not None else "-",
+                 f"{r['fps']:.0f}" if r["fps"] else "-", f"{r['peak_rss_mb']:.1f}"]
+        body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    return ("<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(body)
+            + "</table>")
+
+
+def markdown(rows: list[dict], notes: list[str]) -> str:
+    lines = ["| file | machine | kind | model | threads | XNNPACK | p50 ms | p99 ms | within budget | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        wb = f"{r['within_budget']:.1%}" if r["within_budget"] is not None else "-"
+        lines.append(f"| {r['file']} | {r['machine']} | {r['kind']} ({r['stage']}) | {r['model']} | "
+                     f"{r['threads']} | {'on' if r['xnnpack'] else 'off'} | {r['p50']:.3f} | "
+                     f"{r['p99']:.3f} | {wb} | {r['peak_rss_mb']:.1f} |")
+    return "\n".join(notes + [""] + lines) + "\n"
+
+
+def build_report(paths: list[str], out: str | None, md: str | None, baseline: str | None,
+                 tolerance: float = 0.10) -> dict:
+    """Load the result files, write the HTML (and Markdown); returns rows and notes."""
+    if not paths:
+        raise UsageError("give at least one result JSON (from device run / device bench)")
+    results = [(Path(p), load_result(p)) for p in paths]
+    rows = summary_rows(results)
+    machines = sorted({row["machine"] for row in rows})
+    notes = [f"Machines: {'; '.join(machines)}."]
+    if not any(row["pi"] for row in rows):
+        notes.append("No Raspberry Pi result is in this report: every figure here was measured "
+                     "on the machines named above, not on a Pi.")
+    if baseline:
+        regressions = compare(results, load_result(baseline), tolerance)
+        notes += regressions or [f"No regression beyond {tolerance:.0%} against {Path(baseline).name}."]
+    if out:
+        plots = [stages_plot(results)] + [latency_plot(p, r) for p, r in results]
+        page = ["<!doctype html><html><head><meta charset='utf-8'><title>mnist-edge report</title>",
+                "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}"
+                "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px}"
+                ".note{background:#fff4e0;padding:6px 10px;margin:4px 0}</style></head><body>",
+                "<h1>mnist-edge benchmark report</h1>"]
+        page += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
+        page.append(_table_html(rows))
+        page += [f"<div>{svg}</div>" for svg in plots if svg]
+        page.append("</body></html>")
+        atomic_write_bytes(out, "\n".join(page).encode())
+    if md:
+        atomic_write_bytes(md, markdown(rows, notes).encode())
+    return {"rows": rows, "notes": notes}
