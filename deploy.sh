@@ -151,7 +151,13 @@ if [ "${PYV%%.*}" != 3 ] || [ "$PYMINOR" -lt 9 ]; then die "Python $PYV on the t
 case "$ARCH" in
     aarch64|arm64|x86_64)
         [ "$PYMINOR" -ge 10 ] || die "ai-edge-litert needs Python >= 3.10 on $ARCH (target has $PYV)"
-        DEPS="numpy ai-edge-litert opencv-python-headless" ;;
+        if [ "$PICAM_INST" = picam-installed ] || [ "$PICAM" = picam ]; then
+            # apt's picamera2 stack (simplejpeg, ...) is built against the OS's numpy 1.x; a
+            # numpy 2 in the venv would shadow it and break `import picamera2`.
+            DEPS="numpy<2 ai-edge-litert opencv-python-headless<4.11"
+        else
+            DEPS="numpy ai-edge-litert opencv-python-headless"
+        fi ;;
     armv7l|armv6l)
         [ "$PYMINOR" -le 11 ] || die "tflite-runtime 2.14 (the only armv7l runtime) needs Python <= 3.11 (target has $PYV)"
         DEPS="numpy<2 tflite-runtime==2.14.0 opencv-python-headless<4.11" ;;
