@@ -328,10 +328,14 @@ set -euo pipefail
 cd && cd "$1"; rel="$2"; keep="$3"
 touch "releases/$rel/OK"
 ln -sfn "releases/$rel" current.new && mv -T current.new current
-# Keep the newest $keep good releases (never the current one); drop failed leftovers too.
+# Keep the newest $keep good releases (marked OK at their switch); drop older good ones and
+# every failed or refused leftover.  Never the current one.
 cur="$(readlink current)"; cur="${cur##*/}"
-ls -1 releases | sort -r | awk -v keep="$keep" -v cur="$cur" 'NR > keep && $0 != cur' | while read -r old; do
-    rm -rf "releases/$old"
+n=0
+for r in $(ls -1 releases | sort -r); do
+    [ "$r" = "$cur" ] && { n=$((n + 1)); continue; }
+    if [ -e "releases/$r/OK" ] && [ "$n" -lt "$keep" ]; then n=$((n + 1)); continue; fi
+    rm -rf "releases/$r"
 done
 for v in venvs/*; do
     [ -d "$v" ] || continue

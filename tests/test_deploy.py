@@ -107,6 +107,9 @@ def test_deploy_with_bench_then_noop_then_failure_then_rollback(target, tmp_path
     assert r.returncode == 0, r.stdout + r.stderr
     second = current(target)
     assert second != first
+    # The failed and refused releases are cleaned up; the good ones stay for rollback.
+    releases = target.ssh("ls mnist-edge/releases").stdout.split()
+    assert sorted(releases) == sorted([first.split("/")[1], second.split("/")[1]]), releases
     r = deploy(target, "--rollback")
     assert r.returncode == 0, r.stderr
     assert current(target) == first
