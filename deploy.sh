@@ -151,12 +151,17 @@ if [ "${PYV%%.*}" != 3 ] || [ "$PYMINOR" -lt 9 ]; then die "Python $PYV on the t
 case "$ARCH" in
     aarch64|arm64|x86_64)
         [ "$PYMINOR" -ge 10 ] || die "ai-edge-litert needs Python >= 3.10 on $ARCH (target has $PYV)"
+        LITERT="ai-edge-litert"
+        # ai-edge-litert 2.3.0's aarch64 wheel segfaults while constructing the interpreter on
+        # our emulated Pi (qemu-user 7.2, bookworm arm64); 1.4.0 runs there (see
+        # benchmarks/results/arm64-qemu/).  Pin it on ARM until a newer one is shown to work.
+        [ "$ARCH" = x86_64 ] || LITERT="ai-edge-litert==1.4.0"
         if [ "$PICAM_INST" = picam-installed ] || [ "$PICAM" = picam ]; then
             # apt's picamera2 stack (simplejpeg, ...) is built against the OS's numpy 1.x; a
             # numpy 2 in the venv would shadow it and break `import picamera2`.
-            DEPS="numpy<2 ai-edge-litert opencv-python-headless<4.11"
+            DEPS="numpy<2 $LITERT opencv-python-headless<4.11"
         else
-            DEPS="numpy ai-edge-litert opencv-python-headless"
+            DEPS="numpy $LITERT opencv-python-headless"
         fi ;;
     armv7l|armv6l)
         [ "$PYMINOR" -le 11 ] || die "tflite-runtime 2.14 (the only armv7l runtime) needs Python <= 3.11 (target has $PYV)"

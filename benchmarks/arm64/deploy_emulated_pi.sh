@@ -53,6 +53,8 @@ cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
 
 log "user pi, ssh keys, sshd on 127.0.0.1:$PORT"
 chroot "$ROOTFS" id pi >/dev/null 2>&1 || chroot "$ROOTFS" useradd -m -s /bin/bash pi
+# A key-only user: "*" (no password) rather than useradd's locked "!", which sshd refuses.
+chroot "$ROOTFS" usermod -p '*' pi
 KEYS="$WORK/keys"
 mkdir -p "$KEYS"
 [ -f "$KEYS/client" ] || ssh-keygen -q -t ed25519 -N '' -f "$KEYS/client"
