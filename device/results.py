@@ -27,8 +27,13 @@ KINDS = ("run", "bench")
 # 1 % resolution, so percentiles are within 1 % of the exact value.
 HIST_LO_NS = 1_000
 HIST_RATIO = 1.01
-HIST_BINS = int(math.log(1e8) / math.log(HIST_RATIO)) + 2
+_LOG_RATIO = math.log(HIST_RATIO)
+HIST_BINS = int(math.log(1e8) / _LOG_RATIO) + 2
 PERCENTILES = (50, 90, 99)
+
+
+def _bin(ns: float) -> int:
+    return 0 if ns < HIST_LO_NS else min(int(math.log(ns / HIST_LO_NS) / _LOG_RATIO) + 1, HIST_BINS - 1)
 
 
 class Stat:
@@ -53,8 +58,7 @@ class Stat:
             self.lo = ns
         if ns > self.hi:
             self.hi = ns
-        i = 0 if ns < HIST_LO_NS else int(math.log(ns / HIST_LO_NS) / math.log(HIST_RATIO)) + 1
-        self.hist[min(i, HIST_BINS - 1)] += 1
+        self.hist[_bin(ns)] += 1
 
     def percentile(self, p: float) -> float:
         """The p-th percentile in ns (the geometric middle of its bin)."""
@@ -76,8 +80,7 @@ class Stat:
             return 1.0
         if limit_ns < self.lo:
             return 0.0
-        i = 0 if limit_ns < HIST_LO_NS else int(math.log(limit_ns / HIST_LO_NS) / math.log(HIST_RATIO)) + 1
-        return float(self.hist[:i].sum() / self.count)
+        return float(self.hist[:_bin(limit_ns)].sum() / self.count)
 
     def to_dict(self) -> dict:
         if not self.count:

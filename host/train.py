@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from host import tfenv  # noqa: F401
-import tensorflow as tf
 import tf_keras as keras
 
 from host.augment import to_float, train_dataset
@@ -116,5 +115,3 @@ def load_keras(path: str):
         raise UsageError(f"cannot load Keras model {path}: {str(exc).splitlines()[0]}; pass a "
                          ".h5 model saved by `host train` or `host train-qat`") from None
 
-
-__all__ = ["TrainConfig", "fit", "split", "keras_accuracy", "load_keras", "set_seed", "tf"]
