@@ -42,7 +42,7 @@ class Backend:
 def available_backends() -> list[dict]:
     """Which runtimes can be imported here, without importing TensorFlow (it is only probed)."""
     out = []
-    for name, modname, pkg in BACKENDS:
+    for name, _, pkg in BACKENDS:
         spec = importlib.util.find_spec(pkg)
         out.append({"name": name, "installed": spec is not None, "version": _dist_version(name)})
     return out
@@ -78,6 +78,11 @@ def load_backend(prefer: str | None = None) -> Backend:
         return backend
     raise UsageError("no TFLite runtime found: pip install ai-edge-litert "
                      "(or tflite-runtime==2.14.0 'numpy<2' on 32-bit Raspberry Pi OS)")
+
+
+def is_tflite(data: bytes) -> bool:
+    """A FlatBuffer TFLite file carries the identifier "TFL3" at bytes 4..8."""
+    return len(data) >= 8 and data[4:8] == b"TFL3"
 
 
 def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
@@ -130,8 +135,7 @@ class Model:
         except OSError as exc:
             raise UsageError(f"cannot read model {self.path}: {exc.strerror}; pass --model "
                              "PATH to a .tflite file (e.g. from `host train-qat`)") from None
-        # A FlatBuffer TFLite file carries the identifier "TFL3" at bytes 4..8.
-        if len(data) < 8 or data[4:8] != b"TFL3":
+        if not is_tflite(data):
             raise UsageError(f"{self.path} is not a TFLite model (no TFL3 identifier); pass a "
                              ".tflite file made by `host train-qat` or `host convert`")
         self.sha256 = sha256_bytes(data)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -74,4 +75,4 @@ def gzip_size(data: bytes) -> int:
 def keras_gzip_size(model) -> int:
     with tempfile.NamedTemporaryFile(suffix=".h5") as f:
         model.save(f.name, include_optimizer=False)
-        return gzip_size(open(f.name, "rb").read())
+        return gzip_size(Path(f.name).read_bytes())

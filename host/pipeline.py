@@ -143,9 +143,11 @@ def run_convert(model_path: str, mode: str, io: str, data_dir: str | None, out: 
 
 
 def _is_tflite(path: str) -> bool:
+    from device.runtime import is_tflite
+
     try:
         with open(path, "rb") as f:
-            return f.read(8)[4:8] == b"TFL3"
+            return is_tflite(f.read(8))
     except OSError:
         return False
 
