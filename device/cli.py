@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--source", metavar="FILE|DIR|GLOB",
                      help="/dev/videoN, a video file, or a folder / glob of images")
     p.add_argument("--realtime", action="store_true", help="pace a replay at its frame rate")
+    p.add_argument("--full-decode", action="store_true",
+                   help="decode an MJPG replay to full-size colour frames (default: straight to "
+                        "a reduced grayscale frame, like the Pi camera's lores stream)")
     p.add_argument("--loop", action="store_true", help="repeat a replay until stopped")
     _add_model(p)
     p.add_argument("--frames", type=int, metavar="N", help="stop after N frames")
@@ -95,7 +98,8 @@ def cmd_run(args) -> int:
         out_dir = Path(args.output).resolve().parent
         if not out_dir.is_dir():
             raise UsageError(f"--output folder {out_dir} does not exist")
-    source = open_source(args.camera, args.camera_index, args.source, args.realtime, args.loop)
+    source = open_source(args.camera, args.camera_index, args.source, args.realtime, args.loop,
+                         fast_decode=not args.full_decode)
     model = _model(args)
     opts = RunOptions(frames=args.frames, duration=args.duration, budget_ms=args.budget_ms,
                       output=args.output, frames_out=args.frames_out, quiet=args.quiet)

@@ -47,6 +47,23 @@ def test_replay_predictions_match_labels(clip, tmp_path, capsys):
     assert "p99" in summary and "budget 5.0 ms" in summary
 
 
+def test_reduced_gray_decode_agrees_with_full_colour_decode(clip, tmp_path):
+    """The default MJPG replay decodes packets straight to a small gray frame; its predictions
+    must agree with the full-size colour decode's on nearly every frame."""
+    preds, decode = {}, {}
+    for mode in ("fast", "full"):
+        out, frames = tmp_path / f"{mode}.json", tmp_path / f"{mode}.jsonl"
+        flags = ["--full-decode"] if mode == "full" else []
+        assert main(["run", "--source", str(clip), "--output", str(out), "--frames-out", str(frames),
+                     "--quiet", *flags]) == 0
+        preds[mode] = [json.loads(l)["prediction"] for l in frames.read_text().splitlines()]
+        decode[mode] = json.loads(out.read_text())["source"]["decode"]
+    assert decode == {"fast": "gray/4", "full": "bgr"}
+    assert len(preds["fast"]) == len(preds["full"]) == len(load_labels(clip))
+    agree = np.mean([a == b for a, b in zip(preds["fast"], preds["full"])])
+    assert agree >= 0.95, agree
+
+
 def test_frames_and_fail_over_budget(clip, tmp_path):
     out = tmp_path / "r.json"
     # A budget nobody can meet: exit 1, and the results are still written.
