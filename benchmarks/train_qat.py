@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from device.manifest import atomic_write_json
-from device.runtime import Model
+from device.bench import interleaved_p50
 from device.system import machine_info, machine_slug
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,27 +37,6 @@ def train(out: Path, args: list[str]) -> tuple[dict, float]:
                    cwd=ROOT, check=True)
     wall = time.monotonic() - t0
     return json.loads((out / "model.json").read_text()), wall
-
-
-def interleaved_latency(paths: dict, repeats: int, runs: int) -> dict:
-    """Median single-thread invoke time of each model per repeat, models alternating."""
-    models = {k: Model(p, threads=1) for k, p in paths.items()}
-    x = np.zeros((28, 28), np.float32)
-    x[6:22, 12:16] = 1.0
-    for m in models.values():
-        m.set_input(x)
-        for _ in range(200):
-            m.invoke()
-    per = {k: [] for k in models}
-    for _ in range(repeats):
-        for k, m in models.items():
-            t = np.empty(runs, np.int64)
-            for i in range(runs):
-                t0 = time.perf_counter_ns()
-                m.invoke()
-                t[i] = time.perf_counter_ns() - t0
-            per[k].append(float(np.median(t)) / 1e6)
-    return per
 
 
 def main(argv=None) -> int:
@@ -80,7 +59,7 @@ def main(argv=None) -> int:
         # The seed CNN costs ~4.6x the MACs per step; a short run is enough for its latency and size.
         seed, seed_wall = train(seed_out, ["--arch", "seed", "--limit", "2000" if args.quick else "20000",
                                            "--epochs", "1" if args.quick else "2", "--qat-epochs", "1"])
-    lat = interleaved_latency({"edge": edge_out / "model.tflite", "seed": seed_out / "model.tflite"},
+    lat = interleaved_p50({"edge": edge_out / "model.tflite", "seed": seed_out / "model.tflite"},
                               repeats=3 if args.quick else 15, runs=200 if args.quick else 2000)
     ratios = [s / e for s, e in zip(lat["seed"], lat["edge"])]
     speedup = float(np.median(ratios))

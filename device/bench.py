@@ -44,3 +44,32 @@ def run_bench(model_path, threads: int = 1, xnnpack: bool = True, runs: int = 10
                 "peak_rss_kb": mem_end["peak_rss_kb"], "rss_end_kb": mem_end["rss_kb"]},
         frames=runs, extra={"init_ms": init_ms, "first_inference_ms": first_ms,
                             "warmup_runs": warmup, "runs": runs})
+
+
+def interleaved_p50(paths: dict, repeats: int = 15, runs: int = 2000, threads: int = 1,
+                    warmup: int = 200) -> dict[str, list[float]]:
+    """Median invoke time (ms) of each model per repeat, the models taking turns, so machine
+    noise hits all of them alike; compare them as ratios within a repeat."""
+    models = {k: Model(p, threads=threads, verify=False) for k, p in paths.items()}
+    x = np.zeros((28, 28), np.float32)
+    x[6:22, 12:16] = 1.0  # a "1": real data through the graph, not only zeros
+    for m in models.values():
+        m.set_input(x)
+        for _ in range(warmup):
+            m.invoke()
+    per: dict[str, list[float]] = {k: [] for k in models}
+    t = np.empty(runs, np.int64)
+    for _ in range(repeats):
+        for k, m in models.items():
+            for i in range(runs):
+                t0 = time.perf_counter_ns()
+                m.invoke()
+                t[i] = time.perf_counter_ns() - t0
+            per[k].append(float(np.median(t)) / 1e6)
+    return per
+
+
+def ratio_spread(num: list[float], den: list[float]) -> dict:
+    """min / median / max of num[i] / den[i] over repeats."""
+    r = [a / b for a, b in zip(num, den)]
+    return {"min": min(r), "median": float(np.median(r)), "max": max(r), "per_repeat": r}

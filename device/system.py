@@ -71,7 +71,15 @@ def machine_info() -> dict:
         "cpu_freq_mhz": int(freq) / 1000 if freq and freq.isdigit() else None,
         "temperature_c": int(temp) / 1000 if temp and temp.lstrip("-").isdigit() else None,
         "throttling": throttling(),
+        "emulated": emulated(platform.machine(), cpu_model()),
     }
+
+
+def emulated(arch: str, cpu: str | None) -> bool:
+    """True under user-mode emulation (qemu-user running ARM code on an x86 host): the kernel
+    still describes the host's x86 CPU.  Timings there mean nothing."""
+    x86_cpu = bool(cpu) and any(k in cpu for k in ("AMD", "Intel", "EPYC", "Xeon"))
+    return arch.lower() in ("aarch64", "arm64", "armv7l", "armv6l") and x86_cpu
 
 
 def _os_name() -> str | None:
@@ -94,6 +102,9 @@ def machine_slug(info: dict | None = None) -> str:
 def warnings_for(info: dict) -> list[str]:
     """Things that make timings unrepresentative, as pycoral's benchmarks warn."""
     out = []
+    if info.get("emulated"):
+        out.append(f"this is {info.get('arch')} code under emulation on a {info.get('cpu')} host: "
+                   "timings mean nothing, only correctness does")
     if info.get("governor") and info["governor"] != "performance":
         out.append(f"CPU governor is {info['governor']!r}, not 'performance': timings vary with "
                    "frequency scaling")

@@ -16,7 +16,7 @@ def _add_data(p):
 
 
 def _add_training(p, epochs_default=15):
-    p.add_argument("--arch", default="edge", help="model architecture: edge | seed")
+    p.add_argument("--arch", default="edge", help="model architecture: edge | seed | wide")
     p.add_argument("--epochs", type=int, default=epochs_default, help="max float epochs "
                    "(early stopping on validation loss, patience 3)")
     p.add_argument("--batch", type=int, default=128, help="batch size")
@@ -58,6 +58,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--io", default="int8", choices=["int8", "uint8", "float32"],
                    help="input/output tensor type of the INT8 model")
     p.add_argument("--out", default="runs/qat", help="output folder")
+
+    p = sub.add_parser("distill", help="knowledge distillation from a larger teacher -> INT8",
+                       formatter_class=FMT, description="Train the student twice from the same "
+                       "initial weights on the same batches - on labels alone and distilled from a "
+                       "teacher (softened probabilities at --temperature, weighted 1-alpha) - then "
+                       "QAT + full INT8 + evaluation of both; writes distill.json with both accuracies.")
+    _add_training(p, epochs_default=9)
+    p.add_argument("--teacher", metavar="MODEL", help="teacher: a float Keras model (.h5); default: "
+                   "train one of --teacher-arch first")
+    p.add_argument("--teacher-arch", default="seed", help="teacher to train when no --teacher: seed | wide")
+    p.add_argument("--teacher-epochs", type=int, default=3, help="epochs for that teacher")
+    p.add_argument("--temperature", type=float, default=4.0, help="softmax temperature T of the soft targets")
+    p.add_argument("--alpha", type=float, default=0.3,
+                   help="weight of the hard-label loss (1-alpha: the teacher's soft targets)")
+    p.add_argument("--qat-epochs", type=int, default=1, help="QAT fine-tuning epochs")
+    p.add_argument("--qat-lr", type=float, default=1e-4, help="QAT learning rate")
+    p.add_argument("--io", default="int8", choices=["int8", "uint8", "float32"],
+                   help="input/output tensor type of the INT8 models")
+    p.add_argument("--out", default="runs/distill", help="output folder")
+
+    p = sub.add_parser("prune-channels", help="structured pruning: remove conv channels -> smaller INT8",
+                       formatter_class=FMT, description="Rank each conv block's channels by their "
+                       "BatchNorm scale |gamma|, keep the top --keep fraction, rebuild a smaller dense "
+                       "model with the kept weights, fine-tune, QAT + INT8; the unpruned model gets the "
+                       "same QAT + INT8. Reports MACs, bytes, latency and accuracy before and after.")
+    p.add_argument("model", help="float Keras model of the edge family (.h5 from train / train-qat)")
+    p.add_argument("--keep", type=float, default=0.5, help="fraction of channels kept in every block")
+    p.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs after the cut")
+    p.add_argument("--lr", type=float, default=5e-4, help="fine-tuning learning rate")
+    p.add_argument("--qat-epochs", type=int, default=1, help="QAT fine-tuning epochs")
+    p.add_argument("--limit", type=int, metavar="N", help="use only N training images")
+    p.add_argument("--repeats", type=int, default=9, help="interleaved latency repeats")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--out", default="runs/channels", help="output folder")
+    _add_data(p)
+
+    p = sub.add_parser("export-onnx", help="ONNX export, checked with onnxruntime", formatter_class=FMT,
+                       description="Export a float Keras model to ONNX (tf2onnx) and run it with "
+                       "onnxruntime on the 10,000 test images next to the TFLite float32 conversion "
+                       "of the same model: same predictions on >= 99.9%% of images, or exit 1.")
+    p.add_argument("model", help="float Keras model (.h5)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset")
+    p.add_argument("--threads", type=int, default=1, help="threads for both runtimes")
+    p.add_argument("--out", default="runs/onnx", help="output folder")
+    _add_data(p)
+
+    p = sub.add_parser("explain", help="Grad-CAM heatmaps as a PNG grid", formatter_class=FMT,
+                       description="Grad-CAM for image files (preprocessed as on the device) and/or "
+                       "MNIST test images: where the evidence for the predicted class lies.")
+    p.add_argument("model", help="float Keras model (.h5)")
+    p.add_argument("images", nargs="*", help="image files, folders or globs (e.g. digit photos)")
+    p.add_argument("--labels", metavar="CSV", help="labels.csv (file,label): misreads are marked")
+    p.add_argument("--mnist-index", default="", metavar="I,J,...", help="MNIST test images by index")
+    p.add_argument("--mnist-errors", type=int, default=0, metavar="N",
+                   help="also the first N test images the model gets wrong")
+    p.add_argument("--layer", help="feature-map layer (default: the last one at least 7x7)")
+    p.add_argument("--out", default="explain.png", help="the PNG grid")
+    _add_data(p)
 
     p = sub.add_parser("prune", help="magnitude pruning of a float model", formatter_class=FMT,
                        description="Polynomial-decay magnitude pruning to a target sparsity, "
@@ -117,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
     if args.verb == "convert":
         pipeline.run_convert(args.model, args.mode, args.io, args.data, args.out)
         return 0
+    if args.verb in ("prune-channels", "export-onnx", "explain", "distill"):
+        return run_technique(args)
     if args.verb == "prune":
         cfg = TrainConfig(limit=args.limit, seed=args.seed, prune_epochs=args.epochs)
         pipeline.run_prune(args.model, args.sparsity, cfg, args.data, args.out)
@@ -130,6 +190,41 @@ def run(args: argparse.Namespace) -> int:
     cfg.qat_epochs, cfg.qat_lr, cfg.sparsity = args.qat_epochs, args.qat_lr, args.sparsity
     cfg.prune_epochs, cfg.io = args.prune_epochs, args.io
     pipeline.run_train_qat(cfg, args.data, args.out, args.from_model)
+    return 0
+
+
+def run_technique(args: argparse.Namespace) -> int:
+    from host import techniques
+    from host.train import TrainConfig
+
+    if args.verb == "prune-channels":
+        if args.epochs < 0 or args.qat_epochs < 0 or args.repeats < 1:
+            raise UsageError("--epochs and --qat-epochs must be >= 0 and --repeats >= 1")
+        cfg = TrainConfig(epochs=args.epochs, lr=args.lr, qat_epochs=args.qat_epochs, limit=args.limit,
+                          seed=args.seed)
+        techniques.run_prune_channels(args.model, args.keep, cfg, args.data, args.out, args.repeats)
+        return 0
+    if args.verb == "export-onnx":
+        doc = techniques.run_export_onnx(args.model, args.data, args.out, args.opset, args.threads)
+        if not doc["pass"]:
+            print(f"host: ONNX and TFLite float32 agree on only {doc['agreement']:.2%} of images "
+                  f"(< {doc['min_agreement']:.1%})", file=sys.stderr)
+            return 1
+        return 0
+    if args.verb == "explain":
+        try:
+            index = [int(v) for v in args.mnist_index.split(",") if v.strip()]
+        except ValueError:
+            raise UsageError(f"--mnist-index takes comma-separated integers (got {args.mnist_index!r})") from None
+        techniques.run_explain(args.model, args.images, args.labels, index, args.mnist_errors, args.layer,
+                               args.data, args.out)
+        return 0
+    cfg = TrainConfig(arch=args.arch, epochs=args.epochs, batch=args.batch, lr=args.lr,
+                      lr_schedule=args.lr_schedule, lr_decay=args.lr_decay, l2=args.l2,
+                      limit=args.limit, augment=args.augment, seed=args.seed,
+                      qat_epochs=args.qat_epochs, qat_lr=args.qat_lr, io=args.io)
+    techniques.run_distill(cfg, args.data, args.out, teacher=args.teacher, teacher_arch=args.teacher_arch,
+                           teacher_epochs=args.teacher_epochs, temperature=args.temperature, alpha=args.alpha)
     return 0
 
 

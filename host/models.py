@@ -1,7 +1,8 @@
 """Model architectures (``--arch``) and their cost: parameters and multiply-accumulates.
 
 ``seed`` is the reference article's CNN, exactly; ``edge`` is the compact model the device
-ships (BatchNorm, global average pooling instead of the 1.6M-weight dense layer).
+ships (BatchNorm, global average pooling instead of the 1.6M-weight dense layer); ``wide`` is
+``edge`` at twice the width (a distillation teacher).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def _conv_bn_relu(x, filters: int, padding: str, reg, name: str):
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def build_edge(l2: float = 0.0, widths=(16, 24, 32, 48, 64)) -> keras.Model:
+def build_edge(l2: float = 0.0, widths=(16, 24, 32, 48, 64), name: str = "edge") -> keras.Model:
     """Compact CNN for a Pi core: ~53k parameters (~55 KB as INT8), ~3.5M MACs (seed: ~16M).
 
     28x28: conv16 | pool | 14x14: conv24, conv32 | pool | 7x7: conv48, conv64 (valid, 5x5)
@@ -60,10 +61,16 @@ def build_edge(l2: float = 0.0, widths=(16, 24, 32, 48, 64)) -> keras.Model:
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(0.1, name="drop")(x)
     out = layers.Dense(10, activation="softmax", kernel_regularizer=reg, name="logits")(x)
-    return keras.Model(inp, out, name="edge")
+    return keras.Model(inp, out, name=name)
 
 
-ARCHS = {"seed": build_seed, "edge": build_edge}
+def build_wide(l2: float = 0.0) -> keras.Model:
+    """The edge layout at twice the width (~210k parameters, ~14M MACs): a distillation
+    teacher and a starting point for channel pruning."""
+    return build_edge(l2, widths=(32, 48, 64, 96, 128), name="wide")
+
+
+ARCHS = {"seed": build_seed, "edge": build_edge, "wide": build_wide}
 
 
 def build(arch: str, l2: float = 0.0) -> keras.Model:

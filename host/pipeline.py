@@ -64,6 +64,21 @@ def run_train_qat(cfg: TrainConfig, data_dir: str | None, out: str,
     if cfg.sparsity > 0:
         print(f"== magnitude pruning to {cfg.sparsity:.0%} over {cfg.prune_epochs} epochs")
         base, histories["prune"] = prune(float_model, data, cfg, cfg.sparsity, cfg.prune_epochs)
+    with Staging(out) as st:
+        manifest = qat_int8_artifacts(
+            st, "", float_model, base, data, cfg, histories, arch=arch, acc_float=acc_float,
+            config={**cfg.to_dict(), "from": from_model, "data": data.source}, t_start=t_start)
+    print_summary(manifest, Path(out))
+    return manifest
+
+
+def qat_int8_artifacts(st: Staging, folder: str, float_model, base, data: Mnist, cfg: TrainConfig,
+                       histories: dict, *, arch: str, acc_float: float, config: dict,
+                       t_start: float, extra: dict | None = None) -> dict:
+    """The shared tail of every INT8 job: QAT of ``base`` (prune-preserving when
+    ``cfg.sparsity``), full-INT8 conversion, evaluation of the ``.tflite`` on all test images
+    with the device runtime, and the artifacts (model.tflite, float.h5, qat.h5, history.json,
+    model.json last) staged in ``st`` under ``folder`` ("" = the top).  Returns the manifest."""
     print(f"== quantization-aware training: {cfg.qat_epochs} epochs"
           + (" (prune-preserving)" if cfg.sparsity > 0 else ""))
     qat_model, histories["qat"] = quantize(base, data, cfg, cfg.qat_epochs, cfg.sparsity > 0)
@@ -71,23 +86,26 @@ def run_train_qat(cfg: TrainConfig, data_dir: str | None, out: str,
     print(f"== converting to full-INT8 TFLite (io {cfg.io})")
     tflite = convert(qat_model, "int8", cfg.io, representative_images(data.x_train, seed=cfg.seed))
     per_layer = weight_sparsity(base)
-    with Staging(out) as st:
-        st.path("model.tflite").write_bytes(tflite)
-        print("== evaluating model.tflite on the 10,000 test images (device runtime)")
-        ev = evaluate_tflite(st.path("model.tflite"), data)
-        float_model.save(st.path("float.h5"), include_optimizer=False)
-        qat_model.save(st.path("qat.h5"), include_optimizer=False)
-        atomic_write_json(st.path("history.json"), histories)
-        manifest = build_manifest(
-            tflite, ev, arch=arch, params=archs.count_params(float_model),
-            macs=archs.count_macs(float_model), sparsity=overall_sparsity(per_layer),
-            conversion=f"int8 (QAT{', prune-preserving' if cfg.sparsity else ''})",
-            keras_accuracy={"keras_float": acc_float, "keras_qat": acc_qat},
-            config={**cfg.to_dict(), "from": from_model, "data": data.source},
-            extra={"gzip_bytes": gzip_size(tflite), "wall_seconds": round(time.monotonic() - t_start, 1),
-                   "layer_sparsity": per_layer})
-        atomic_write_json(st.path("model.json"), manifest)
-    print_summary(manifest, Path(out))
+    if folder:
+        st.path(folder).mkdir()
+
+    def path(name: str) -> Path:
+        return st.dir / folder / name if folder else st.path(name)
+
+    path("model.tflite").write_bytes(tflite)
+    print("== evaluating model.tflite on the 10,000 test images (device runtime)")
+    ev = evaluate_tflite(path("model.tflite"), data)
+    float_model.save(path("float.h5"), include_optimizer=False)
+    qat_model.save(path("qat.h5"), include_optimizer=False)
+    atomic_write_json(path("history.json"), histories)
+    manifest = build_manifest(
+        tflite, ev, arch=arch, params=archs.count_params(float_model),
+        macs=archs.count_macs(float_model), sparsity=overall_sparsity(per_layer),
+        conversion=f"int8 (QAT{', prune-preserving' if cfg.sparsity else ''})",
+        keras_accuracy={"keras_float": acc_float, "keras_qat": acc_qat}, config=config,
+        extra={"gzip_bytes": gzip_size(tflite), "wall_seconds": round(time.monotonic() - t_start, 1),
+               "layer_sparsity": per_layer, **(extra or {})})
+    atomic_write_json(path("model.json"), manifest)
     return manifest
 
 

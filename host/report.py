@@ -1,6 +1,7 @@
 """``host report``: render device result files (``device run`` / ``device bench``, from this
-machine or copied back from a Pi by ``deploy.sh --bench``) into one self-contained HTML page
-(inline SVG plots, no external links) and a Markdown summary.
+machine or copied back from a Pi by ``deploy.sh --bench``) and benchmark suite summaries
+(``benchmarks/suite.py``) into one self-contained HTML page (inline SVG plots made with
+matplotlib, no external links) and a Markdown summary.
 
 Every figure comes from the files; the page names the machine behind each one and says so
 when no Raspberry Pi result is among them.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import html
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +22,12 @@ from device.results import Result, hist_bin_ms, load_result
 
 
 def machine_label(r: Result) -> str:
+    from device.system import emulated
+
     m = r.machine
     board = m.get("board") or m.get("cpu") or "unknown machine"
-    return f"{board} ({m.get('arch', '?')}, {m.get('hostname', '?')})"
+    emu = ", EMULATED: timings meaningless" if m.get("emulated") or emulated(m.get("arch", ""), m.get("cpu")) else ""
+    return f"{board} ({m.get('arch', '?')}, {m.get('hostname', '?')}{emu})"
 
 
 def result_label(r: Result, path: Path) -> str:
@@ -165,16 +170,33 @@ def markdown(rows: list[dict], notes: list[str]) -> str:
     return "\n".join(notes + [""] + lines) + "\n"
 
 
+def _load_any(path: str):
+    """('suite', dict) for a suite summary, ('result', Result) for a device result file."""
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read result {path}: {exc}") from None
+    if isinstance(d, dict) and d.get("kind") == "suite":
+        from host.suite_report import check_suite
+
+        return "suite", check_suite(d, Path(path).name)
+    return "result", load_result(path)
+
+
 def build_report(paths: list[str], out: str | None, md: str | None, baseline: str | None,
                  tolerance: float = 0.10) -> dict:
     """Load the result files, write the HTML (and Markdown); returns rows and notes."""
+    from host import suite_report
+
     if not paths:
-        raise UsageError("give at least one result JSON (from device run / device bench)")
-    results = [(Path(p), load_result(p)) for p in paths]
+        raise UsageError("give at least one result JSON (from device run / device bench / benchmarks.suite)")
+    loaded = [(Path(p), *_load_any(p)) for p in paths]
+    suites = [(p, d) for p, kind, d in loaded if kind == "suite"]
+    results = [(p, r) for p, kind, r in loaded if kind == "result"]
     rows = summary_rows(results)
-    machines = sorted({row["machine"] for row in rows})
+    machines = sorted({row["machine"] for row in rows} | {suite_report.machine_name(d) for _, d in suites})
     notes = [f"Machines: {'; '.join(machines)}."]
-    if not any(row["pi"] for row in rows):
+    if not any(row["pi"] for row in rows) and not any(d["machine"].get("is_raspberry_pi") for _, d in suites):
         notes.append("No Raspberry Pi result is in this report: every figure here was measured "
                      "on the machines named above, not on a Pi.")
     if baseline:
@@ -188,10 +210,18 @@ def build_report(paths: list[str], out: str | None, md: str | None, baseline: st
                 ".note{background:#fff4e0;padding:6px 10px;margin:4px 0}</style></head><body>",
                 "<h1>mnist-edge benchmark report</h1>"]
         page += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
-        page.append(_table_html(rows))
+        for p, d in suites:
+            page += suite_report.sections(d, p.name, _svg)
+        if rows:
+            page += ["<h2>Device result files</h2>", _table_html(rows)]
         page += [f"<div>{svg}</div>" for svg in plots if svg]
         page.append("</body></html>")
         atomic_write_bytes(out, "\n".join(page).encode())
     if md:
-        atomic_write_bytes(md, markdown(rows, notes).encode())
-    return {"rows": rows, "notes": notes}
+        text = "\n".join(notes) + "\n"
+        for p, d in suites:
+            text += "\n" + suite_report.markdown(d, p.name)
+        if rows:
+            text += "\n" + markdown(rows, [])
+        atomic_write_bytes(md, text.encode())
+    return {"rows": rows, "notes": notes, "suites": [p.name for p, _ in suites]}

@@ -1,7 +1,11 @@
 """host report renders device result files into one self-contained page."""
 
 import json
+import os
 import re
+
+import numpy as np
+import pytest
 
 from device.results import Result, Stat
 from host.cli import main
@@ -51,3 +55,86 @@ def test_report_rejects_other_files(tmp_path, capsys):
     bad.write_text(json.dumps({"hello": 1}))
     assert main(["report", str(bad), "--out", str(tmp_path / "r.html")]) == 2
     assert "no schema_version" in capsys.readouterr().err
+
+
+def _suite(path, quick=True):
+    """A suite summary of the shape benchmarks.suite writes (two variants, full bench grid)."""
+    def bench(base):
+        return {f"t{t}-{x}": {"p50_ms_per_repeat": [base * t, base * t * 1.1], "p50_ms": base * t * 1.05,
+                              "p50_ms_min": base * t, "p50_ms_max": base * t * 1.1, "p99_ms": base * 2,
+                              "init_ms": 5.0, "first_inference_ms": 0.3, "init_footprint_mb": 14.0,
+                              "peak_rss_mb": 50.0, "file": f"bench-{t}-{x}.json"}
+                for t in (1, 2, 4) for x in ("xnn", "noxnn")}
+    cm = (np.eye(10, dtype=int) * 990 + 1).tolist()
+    variants = {}
+    for name, base, acc, size in (("seed-int8", 0.2, 0.991, 1_633_024), ("shipped-int8", 0.05, 0.995, 63_384),
+                                  ("edge-float32", 0.08, 0.9951, 220_000)):
+        variants[name] = {
+            "arch": name.split("-")[0], "conversion": name.split("-")[1], "bytes": size, "params": 1,
+            "macs": 1, "sparsity": 0.0, "sha256": "cd" * 32, "mnist_accuracy": acc,
+            "mnist_correct": int(acc * 10000), "confusion_matrix": cm, "photos": {"accuracy": 0.97},
+            "clip": {"accuracy_per_frame": 0.98, "stages_ms": {"total": {"p50": 0.3, "p99": 0.9}},
+                     "within_budget": 1.0, "budget_ms": 5.0, "peak_rss_mb": 75.0},
+            "bench": bench(base),
+            "speedup_vs_seed_int8": {c: {"median": 0.2 / base, "min": 0.19 / base, "max": 0.21 / base}
+                                     for c in bench(base)},
+        }
+    doc = {"schema_version": 1, "kind": "suite", "quick": quick, "created": "2026-11-28T00:00:00Z",
+           "machine": {"cpu": "AMD EPYC", "arch": "x86_64", "hostname": "box", "cpus": 2,
+                       "is_raspberry_pi": False},
+           "variants": variants, "reference": "seed-int8", "shipped_variant": "shipped-int8", "repeats": 2, "runs_per_bench": 10}
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_suite_report_has_every_view(tmp_path):
+    s = _suite(tmp_path / "suite.json")
+    run = _result(tmp_path / "run-shipped-int8.json")
+    out, md = tmp_path / "r.html", tmp_path / "r.md"
+    assert main(["report", str(s), str(run), "--out", str(out), "--markdown", str(md)]) == 0
+    page = out.read_text()
+    for title in ("Latency by variant x threads x XNNPACK", "Accuracy vs latency and size", "Pareto front",
+                  "shipped-int8 (device/models/model.tflite): 9,950/10,000 correct", "Memory", "Model variants"):
+        assert title in page, title
+    assert not re.search(r"(src|href)=['\"]https?://", page)
+    text = md.read_text()
+    # The headline row: accuracy, size, latency with spread, speed-up vs the seed CNN, end to end.
+    assert "| shipped-int8 | 99.50 % | 97 % | 98.00 % | 63,384 |" in text
+    assert "4.00x (3.80-4.20)" in text and "0.300 / 0.900 ms (5 ms)" in text
+    assert "No Raspberry Pi result" in text
+
+
+def test_pareto_front():
+    from host.suite_report import pareto_front
+
+    # (latency, accuracy): the third is slower and worse than the first; the rest trade off.
+    assert pareto_front([(1.0, 99.0), (0.5, 98.0), (2.0, 98.5), (3.0, 99.5)]) == [1, 0, 3]
+
+
+def test_suite_file_errors(tmp_path, capsys):
+    bad = tmp_path / "suite.json"
+    bad.write_text(json.dumps({"schema_version": 1, "kind": "suite", "variants": {}}))
+    assert main(["report", str(bad), "--out", str(tmp_path / "r.html")]) == 2
+    assert "no variants" in capsys.readouterr().err
+
+
+def test_report_renders_in_headless_chromium(tmp_path):
+    """The page as a browser draws it: a real Chromium screenshot that is not blank."""
+    from benchmarks.screenshot import chromium, ink_stats, screenshot
+
+    if chromium() is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing in CI: .ci/run installs Debian's chromium")
+        pytest.skip("no Chromium here (sudo apt install chromium)")
+    out = tmp_path / "r.html"
+    assert main(["report", str(_suite(tmp_path / "suite.json")), str(_result(tmp_path / "run.json")),
+                 "--out", str(out)]) == 0
+    png = screenshot(out, tmp_path / "r.png", width=1200, height=2400)
+    stats = ink_stats(png)
+    assert (stats["width"], stats["height"]) == (1200, 2400)
+    # Text, tables and plots cover a good part of the page and bring many colours (anti-aliased
+    # text, plot fills); a blank or error page is one flat colour.
+    assert stats["non_background"] > 0.05 and stats["colours"] > 200, stats
+    blank = tmp_path / "blank.html"
+    blank.write_text("<!doctype html><html><body></body></html>")
+    assert ink_stats(screenshot(blank, tmp_path / "blank.png", 400, 300))["non_background"] == 0.0
