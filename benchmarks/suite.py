@@ -261,6 +261,8 @@ def main(argv=None) -> int:
     if args.report:
         rep = Path(args.report)
         run_files = sorted(files_dir.glob("run-*.json"))
+        # The advanced techniques' results (benchmarks.techniques), when they exist, join the report.
+        run_files += [] if quick else sorted((out_dir / "techniques").glob("*.json"))
         md = [] if quick else ["--markdown", rep / "REPORT.md"]
         _run("host.cli", "report", suite_json, *run_files, "--out", rep / f"report{suffix}.html", *md)
         print(f"report: {rep / f'report{suffix}.html'}")

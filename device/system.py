@@ -35,6 +35,23 @@ def cpu_model() -> str | None:
     return platform.processor() or None
 
 
+def cpu_signature() -> str | None:
+    """x86 family/model/stepping, or ARM implementer/part: tells two CPUs with the same
+    marketing name apart (their float kernels, and so trained weights, can differ)."""
+    text = _read("/proc/cpuinfo") or ""
+    fields = {}
+    for line in text.splitlines():
+        if ":" in line:
+            k, v = (p.strip() for p in line.split(":", 1))
+            fields.setdefault(k, v)
+    keys = [k for k in ("cpu family", "model", "stepping", "CPU implementer", "CPU part") if k in fields]
+    if not keys:
+        return None
+    sig = " ".join(f"{k.replace('cpu ', '').replace('CPU ', '')} {fields[k]}" for k in keys)
+    flags = fields.get("flags", "")
+    return sig + (" avx512" if "avx512f" in flags.split() else "")
+
+
 def throttling() -> dict | None:
     """The Pi firmware's throttled flags (under-voltage, capping, throttling), where readable."""
     for path in ("/sys/devices/platform/soc/soc:firmware/get_throttled",
@@ -66,6 +83,7 @@ def machine_info() -> dict:
         "os": _os_name(),
         "python": platform.python_version(),
         "cpu": cpu_model(),
+        "cpu_signature": cpu_signature(),
         "cpus": os.cpu_count(),
         "governor": governor,
         "cpu_freq_mhz": int(freq) / 1000 if freq and freq.isdigit() else None,

@@ -34,6 +34,14 @@ def _add_training(p, epochs_default=15):
     _add_data(p)
 
 
+def _add_qat(p, out_default: str):
+    p.add_argument("--qat-epochs", type=int, default=1, help="QAT fine-tuning epochs")
+    p.add_argument("--qat-lr", type=float, default=1e-4, help="QAT learning rate")
+    p.add_argument("--io", default="int8", choices=["int8", "uint8", "float32"],
+                   help="input/output tensor type of the INT8 model")
+    p.add_argument("--out", default=out_default, help="output folder")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="host", description=__doc__, formatter_class=FMT)
     sub = ap.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -50,14 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training(p, epochs_default=9)
     p.add_argument("--from", dest="from_model", metavar="MODEL",
                    help="start from this float Keras model (.h5) instead of training one")
-    p.add_argument("--qat-epochs", type=int, default=1, help="QAT fine-tuning epochs")
-    p.add_argument("--qat-lr", type=float, default=1e-4, help="QAT learning rate")
     p.add_argument("--sparsity", type=float, default=0.0,
                    help="magnitude-prune to this sparsity, then prune-preserving QAT")
     p.add_argument("--prune-epochs", type=int, default=2, help="pruning fine-tune epochs")
-    p.add_argument("--io", default="int8", choices=["int8", "uint8", "float32"],
-                   help="input/output tensor type of the INT8 model")
-    p.add_argument("--out", default="runs/qat", help="output folder")
+    _add_qat(p, "runs/qat")
 
     p = sub.add_parser("distill", help="knowledge distillation from a larger teacher -> INT8",
                        formatter_class=FMT, description="Train the student twice from the same "
@@ -72,11 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=4.0, help="softmax temperature T of the soft targets")
     p.add_argument("--alpha", type=float, default=0.3,
                    help="weight of the hard-label loss (1-alpha: the teacher's soft targets)")
-    p.add_argument("--qat-epochs", type=int, default=1, help="QAT fine-tuning epochs")
-    p.add_argument("--qat-lr", type=float, default=1e-4, help="QAT learning rate")
-    p.add_argument("--io", default="int8", choices=["int8", "uint8", "float32"],
-                   help="input/output tensor type of the INT8 models")
-    p.add_argument("--out", default="runs/distill", help="output folder")
+    _add_qat(p, "runs/distill")
 
     p = sub.add_parser("prune-channels", help="structured pruning: remove conv channels -> smaller INT8",
                        formatter_class=FMT, description="Rank each conv block's channels by their "
@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mnist-index", default="", metavar="I,J,...", help="MNIST test images by index")
     p.add_argument("--mnist-errors", type=int, default=0, metavar="N",
                    help="also the first N test images the model gets wrong")
+    p.add_argument("--wrong-only", action="store_true", help="draw only the misread (labelled) images")
     p.add_argument("--layer", help="feature-map layer (default: the last one at least 7x7)")
     p.add_argument("--out", default="explain.png", help="the PNG grid")
     _add_data(p)
@@ -217,7 +218,7 @@ def run_technique(args: argparse.Namespace) -> int:
         except ValueError:
             raise UsageError(f"--mnist-index takes comma-separated integers (got {args.mnist_index!r})") from None
         techniques.run_explain(args.model, args.images, args.labels, index, args.mnist_errors, args.layer,
-                               args.data, args.out)
+                               args.data, args.out, args.wrong_only)
         return 0
     cfg = TrainConfig(arch=args.arch, epochs=args.epochs, batch=args.batch, lr=args.lr,
                       lr_schedule=args.lr_schedule, lr_decay=args.lr_decay, l2=args.l2,

@@ -34,7 +34,7 @@ def result_label(r: Result, path: Path) -> str:
     mod = r.model
     arch = mod.get("arch") or "model"
     xnn = "xnnpack" if mod.get("xnnpack") else "no-xnnpack"
-    return f"{path.name}: {r.kind} {arch} {mod.get('input', {}).get('dtype', '')} " \
+    return f"{path.name}: {r.kind} {arch}, {mod.get('input', {}).get('dtype', '?')} input, " \
            f"{mod.get('threads')}t {xnn} on {machine_label(r)}"
 
 
@@ -176,10 +176,15 @@ def _load_any(path: str):
         d = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read result {path}: {exc}") from None
-    if isinstance(d, dict) and d.get("kind") == "suite":
-        from host.suite_report import check_suite
+    from host.suite_report import TECHNIQUE_KINDS, check_suite, technique_row
 
+    if isinstance(d, dict) and d.get("kind") == "suite":
         return "suite", check_suite(d, Path(path).name)
+    if isinstance(d, dict) and d.get("kind") in TECHNIQUE_KINDS:
+        try:
+            return "technique", technique_row(d, Path(path).name)
+        except (KeyError, TypeError) as exc:
+            raise UsageError(f"{path}: {d['kind']} result lacks {exc}; re-run the job") from None
     return "result", load_result(path)
 
 
@@ -193,8 +198,10 @@ def build_report(paths: list[str], out: str | None, md: str | None, baseline: st
     loaded = [(Path(p), *_load_any(p)) for p in paths]
     suites = [(p, d) for p, kind, d in loaded if kind == "suite"]
     results = [(p, r) for p, kind, r in loaded if kind == "result"]
+    techniques = [row for _, kind, row in loaded if kind == "technique"]
     rows = summary_rows(results)
-    machines = sorted({row["machine"] for row in rows} | {suite_report.machine_name(d) for _, d in suites})
+    machines = sorted({row["machine"] for row in rows} | {suite_report.machine_name(d) for _, d in suites}
+                      | {t["machine"] for t in techniques})
     notes = [f"Machines: {'; '.join(machines)}."]
     if not any(row["pi"] for row in rows) and not any(d["machine"].get("is_raspberry_pi") for _, d in suites):
         notes.append("No Raspberry Pi result is in this report: every figure here was measured "
@@ -212,6 +219,8 @@ def build_report(paths: list[str], out: str | None, md: str | None, baseline: st
         page += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
         for p, d in suites:
             page += suite_report.sections(d, p.name, _svg)
+        if techniques:
+            page.append(suite_report.techniques_html(techniques))
         if rows:
             page += ["<h2>Device result files</h2>", _table_html(rows)]
         page += [f"<div>{svg}</div>" for svg in plots if svg]
@@ -221,6 +230,8 @@ def build_report(paths: list[str], out: str | None, md: str | None, baseline: st
         text = "\n".join(notes) + "\n"
         for p, d in suites:
             text += "\n" + suite_report.markdown(d, p.name)
+        if techniques:
+            text += "\nAdvanced techniques (`python -m benchmarks.techniques`):\n\n" + suite_report.techniques_markdown(techniques)
         if rows:
             text += "\n" + markdown(rows, [])
         atomic_write_bytes(md, text.encode())

@@ -45,7 +45,8 @@ def headline_rows(d: dict) -> list[dict]:
         rows.append({
             "variant": name, "shipped": name == d.get("shipped_variant"),
             "mnist": v.get("mnist_accuracy"), "photos": (v.get("photos") or {}).get("accuracy"),
-            "clip": clip.get("accuracy_per_frame"), "bytes": v.get("bytes"), "macs": v.get("macs"),
+            "clip": clip.get("accuracy_per_frame"), "bytes": v.get("bytes"), "gzip_bytes": v.get("gzip_bytes"),
+            "macs": v.get("macs"),
             "p50": b.get("p50_ms"), "p50_min": b.get("p50_ms_min"), "p50_max": b.get("p50_ms_max"),
             "speedup": sp.get("median"), "speedup_min": sp.get("min"), "speedup_max": sp.get("max"),
             "e2e_p50": total.get("p50"), "e2e_p99": total.get("p99"),
@@ -55,7 +56,7 @@ def headline_rows(d: dict) -> list[dict]:
     return rows
 
 
-_HEAD = ["variant", "MNIST test (10,000)", "real photos (100)", "clip per-frame", "bytes",
+_HEAD = ["variant", "MNIST test (10,000)", "real photos (100)", "clip per-frame", "bytes (gzip -9)",
          "inference p50, 1 thread (min-max)", "speed vs seed INT8 (min-max)",
          "end-to-end p50 / p99 (budget)", "peak RSS"]
 
@@ -68,8 +69,24 @@ def _cells(r: dict, ref: str) -> list[str]:
         f"{r['e2e_p50']:.3f} / {r['e2e_p99']:.3f} ms ({r['budget_ms']:g} ms)")
     return [r["variant"] + (" (shipped)" if r["shipped"] and "shipped" not in r["variant"] else ""), _pct(r["mnist"]),
             "-" if r["photos"] is None else f"{100 * r['photos']:.0f} %", _pct(r["clip"]),
-            f"{r['bytes']:,}", lat, "1.00x (reference)" if r["variant"] == ref else speed, e2e,
+            f"{r['bytes']:,}" + (f" ({r['gzip_bytes']:,})" if r.get("gzip_bytes") else ""), lat, "1.00x (reference)" if r["variant"] == ref else speed, e2e,
             "-" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb']:.1f} MB"]
+
+
+def findings(d: dict) -> list[str]:
+    """Plain statements the data supports, for the reader who will not study the plots."""
+    out = []
+    cpus = d.get("machine", {}).get("cpus")
+    worst = [(v, s["bench"]["t4-noxnn"]["p50_ms"], s["bench"]["t1-noxnn"]["p50_ms"])
+             for v, s in d["variants"].items() if "t4-noxnn" in s.get("bench", {}) and "t1-noxnn" in s["bench"]]
+    if cpus and cpus < 4 and worst:
+        v, t4, t1 = max(worst, key=lambda w: w[1] / w[2])
+        out.append(f"This machine has {cpus} cores, so the 4-thread rows oversubscribe it; without XNNPACK the "
+                   f"built-in kernels then slow down by up to {t4 / t1:.0f}x ({v}: {t4:.3f} ms at 4 threads vs "
+                   f"{t1:.3f} ms at 1). On a device, use at most as many threads as free cores.")
+    out.append("Latency percentiles come from a log-spaced histogram with 1 % bins, so close variants "
+               "can show identical values.")
+    return out
 
 
 def markdown(d: dict, name: str) -> str:
@@ -86,6 +103,7 @@ def markdown(d: dict, name: str) -> str:
     for v, s in d["variants"].items():
         b = s.get("bench", {})
         lines.append(f"| {v} | " + " | ".join(f"{b[c]['p50_ms']:.4f}" if c in b else "-" for c in CONFIGS) + " |")
+    lines += [""] + [f"- {f}" for f in findings(d)]
     return "\n".join(lines) + "\n"
 
 
@@ -147,6 +165,8 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 def pareto_plot(d: dict, svg) -> str:
     """MNIST accuracy against latency (left) and against size (right); marker area ~ size."""
     plt = _plt()
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     names = list(d["variants"])
     vs = [d["variants"][n] for n in names]
     acc = np.array([100 * v["mnist_accuracy"] for v in vs])
@@ -158,11 +178,16 @@ def pareto_plot(d: dict, svg) -> str:
         colors = ["#cc3311" if n.startswith("seed") else "#4477aa" for n in names]
         ax.scatter(xs, acc, s=20 + 180 * size / size.max(), c=colors, alpha=0.75, edgecolors="k",
                    linewidths=0.5)
-        for n, xv, yv in zip(names, xs, acc):
-            ax.annotate(n, (xv, yv), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        # Variants often sit on top of each other: fan the labels out around their points.
+        for k, (n, xv, yv) in enumerate(zip(names, xs, acc)):
+            dx, dy = ((6, 4), (6, -10), (-6, 4), (-6, -10))[k % 4]
+            ax.annotate(n, (xv, yv), fontsize=6.5, xytext=(dx, dy), textcoords="offset points",
+                        ha="left" if dx > 0 else "right")
         front = pareto_front(list(zip(xs.tolist(), acc.tolist())))
         ax.plot(xs[front], acc[front], color="#228833", linestyle="--", linewidth=1, label="Pareto front")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel(label)
         ax.set_ylabel("MNIST test accuracy (%)")
         ax.legend(fontsize=7, loc="lower right")
@@ -220,8 +245,63 @@ def sections(d: dict, name: str, svg) -> list[str]:
            f"<p>{'Quick (CI) run: tiny training budgets, not the committed figures. ' if d.get('quick') else ''}"
            f"Bench grid repeated {d.get('repeats')}x in shuffled order, {d.get('runs_per_bench')} runs per "
            "bench; ratios are taken within each repeat.</p>", table_html(d)]
+    out += [f"<p class='note'>{html.escape(f)}</p>" for f in findings(d)]
     for plot in (latency_grid_plot, pareto_plot, confusion_plot, memory_plot):
         s = plot(d, svg)
         if s:
             out.append(f"<div>{s}</div>")
     return out
+
+
+# -- the advanced techniques (host distill / prune-channels / export-onnx) ---------------------
+TECHNIQUE_KINDS = ("distill", "prune_channels", "export_onnx")
+
+
+def technique_row(d: dict, name: str) -> dict:
+    """One report line: the technique, its setting and what it measured."""
+    kind = d.get("kind")
+    if kind == "distill":
+        t, s = d["teacher"], d["students"]
+        teacher = t.get("arch") or t.get("path", "?")
+        setting = (f"teacher {teacher} ({100 * t['keras_accuracy']:.2f} %), T={d['temperature']:g}, "
+                   f"alpha={d['alpha']:g}, {d['epochs']} epochs on {d.get('limit') or 'all'} images")
+        result = (f"edge student INT8: labels only {100 * s['plain']['int8_accuracy']:.2f} %, distilled "
+                  f"{100 * s['distilled']['int8_accuracy']:.2f} % ({100 * d['gain_int8']:+.2f} points)")
+        title = "knowledge distillation"
+    elif kind == "prune_channels":
+        b, a = d["before"], d["after"]
+        lat = d["latency_ms_single_thread"]
+        sp = lat["speedup"]
+        setting = f"{d['criterion']}, keep {d['keep']:.0%}: widths {d['widths_before']} -> {d['widths_after']}"
+        result = (f"MACs {b['macs'] / 1e6:.2f}M -> {a['macs'] / 1e6:.2f}M, INT8 {b['bytes']:,} -> {a['bytes']:,} B, "
+                  f"p50 {lat['before']:.4f} -> {lat['after']:.4f} ms ({sp['median']:.2f}x, {sp['min']:.2f}-"
+                  f"{sp['max']:.2f}), INT8 accuracy {100 * b['int8_accuracy']:.2f} -> {100 * a['int8_accuracy']:.2f} %")
+        title = "channel pruning"
+    elif kind == "export_onnx":
+        lo, lt = d["latency_ms"]["onnxruntime"], d["latency_ms"]["tflite_float32"]
+        setting = f"tf2onnx {d['runtimes'].get('tf2onnx')}, opset {d['opset']}, {d['threads']} thread(s)"
+        result = (f"same prediction as TFLite float32 on {100 * d['agreement']:.2f} % of {d['images']:,} images; "
+                  f"accuracy {100 * d['accuracy']['onnx']:.2f} %; p50 onnxruntime {lo['p50']:.4f} ms vs "
+                  f"TFLite float32 {lt['p50']:.4f} ms")
+        title = "ONNX export"
+    else:
+        raise UsageError(f"{name}: unknown technique result kind {kind!r}")
+    return {"file": name, "technique": title, "setting": setting, "result": result,
+            "machine": machine_name(d)}
+
+
+def techniques_markdown(rows: list[dict]) -> str:
+    lines = ["| technique | setting | measured | machine |", "|---|---|---|---|"]
+    def cell(v) -> str:
+        return str(v).replace("|", "\\|")
+
+    lines += ["| " + " | ".join(cell(r[k]) for k in ("technique", "setting", "result", "machine")) + " |"
+              for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def techniques_html(rows: list[dict]) -> str:
+    head = "".join(f"<th>{h}</th>" for h in ("technique", "setting", "measured", "machine", "file"))
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r[k]))}</td>" for k in
+                                    ("technique", "setting", "result", "machine", "file")) + "</tr>" for r in rows)
+    return f"<h2>Advanced techniques</h2><table><tr>{head}</tr>{body}</table>"

@@ -225,7 +225,8 @@ def _version(dist: str) -> str | None:
 
 # -- explain ----------------------------------------------------------------------------------
 def run_explain(model_path: str, images: list[str], labels_csv: str | None, mnist_index: list[int],
-                mnist_errors: int, layer: str | None, data_dir: str | None, out: str) -> dict:
+                mnist_errors: int, layer: str | None, data_dir: str | None, out: str,
+                wrong_only: bool = False) -> dict:
     """Grad-CAM grid PNG for image files (preprocessed exactly as on the device) and/or MNIST
     test images (by index, and/or the first N the model gets wrong)."""
     from device.classify import expand, read_labels
@@ -271,12 +272,21 @@ def run_explain(model_path: str, images: list[str], labels_csv: str | None, mnis
     if not xs:
         raise UsageError(f"no digit found in any of the images ({', '.join(skipped[:5])}...)")
     heats, probs = grad_cam(model, np.stack(xs), layer)
+    preds = probs.argmax(1)
+    wrong = [t for t, p, l in zip(titles, preds, labels) if l is not None and l != p]
+    if wrong_only:
+        if not any(l is not None for l in labels):
+            raise UsageError("--wrong-only needs labels: --labels CSV for files, or MNIST images")
+        keep = [i for i, (p, l) in enumerate(zip(preds, labels)) if l is not None and l != p]
+        if not keep:
+            print(f"none of the {len(xs)} labelled image(s) is misread; nothing to draw")
+            return {"images": 0, "wrong": [], "skipped": skipped, "out": None}
+        xs, titles, labels = [xs[i] for i in keep], [titles[i] for i in keep], [labels[i] for i in keep]
+        heats, probs = heats[keep], probs[keep]
     tmp = out_path.with_name(f".{out_path.name}.tmp.png")
     save_grid(tmp, np.stack(xs), heats, probs, titles,
               labels if any(l is not None for l in labels) else None)
     tmp.replace(out_path)
-    preds = probs.argmax(1)
-    wrong = [t for t, p, l in zip(titles, preds, labels) if l is not None and l != p]
     print(f"{out_path}: {len(xs)} image(s), Grad-CAM on layer {layer or _layer_name(model)}"
           + (f"; {len(wrong)} misread: {', '.join(wrong[:8])}" if wrong else "")
           + (f"; no digit found in {len(skipped)}: {', '.join(skipped[:5])}" if skipped else ""))

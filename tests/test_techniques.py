@@ -103,7 +103,13 @@ def test_explain_writes_a_grid(float_model, tmp_path, capsys):
     assert img is not None and img.shape[0] > 100 and img.std() > 10
     text = capsys.readouterr().out
     assert "Grad-CAM on layer b3a_relu" in text and "7 image(s)" in text
+    # --wrong-only keeps just the misread: the MNIST errors are misread by definition.
+    wrong = tmp_path / "wrong.png"
+    assert main(["explain", str(float_model), "--mnist-errors", "2", "--wrong-only",
+                 "--out", str(wrong)]) == 0
+    assert cv2.imread(str(wrong)) is not None and "2 image(s)" in capsys.readouterr().out
     for bad, msg in ((["--layer", "nope", "--mnist-index", "0"], "no layer 'nope'"),
+                     ([str(files[0]), "--wrong-only"], "--wrong-only needs labels"),
                      ([], "nothing to explain"), (["--mnist-index", "x"], "comma-separated integers"),
                      (["--mnist-index", "99999"], "outside 0..9999")):
         assert main(["explain", str(float_model), *bad, "--out", str(tmp_path / "b.png")]) == 2
@@ -138,6 +144,11 @@ def test_prune_channels_makes_a_smaller_faster_model(float_model, tmp_path, caps
         assert m["accuracy"]["test_images"] == 10_000 and m["input"]["dtype"] == "int8"
     assert json.loads((out / "model.json").read_text())["widths"] == [8, 12, 16, 24, 32]
     assert "faster" in capsys.readouterr().out
+    # The result renders as a line of the benchmark report.
+    md = tmp_path / "r.md"
+    assert main(["report", str(out / "prune_channels.json"), "--out", str(tmp_path / "r.html"),
+                 "--markdown", str(md)]) == 0
+    assert "| channel pruning | BatchNorm \\|gamma\\| per channel, keep 50%" in md.read_text()
     assert main(["prune-channels", str(float_model), "--keep", "1.5", "--out", str(tmp_path / "x")]) == 2
 
 

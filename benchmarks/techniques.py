@@ -1,0 +1,85 @@
+"""Benchmark of the article's advanced techniques (issue: distill, prune-channels, ONNX, Grad-CAM).
+
+    MNIST_DIR=../shared/data/mnist python -m benchmarks.techniques [--quick]
+
+On the machine it runs on, with the `host` CLI (each a separate process):
+  1. a `wide` teacher (the edge layout at twice the width) trained with the default budget;
+  2. `host distill` from that teacher: the edge student trained on labels alone and distilled,
+     same initial weights, batches and epochs, both through QAT + INT8 and evaluated - on all
+     training images, and on 6,000 (where a teacher's soft targets usually matter more; the
+     teacher itself saw all the data);
+  3. `host prune-channels --keep 0.5` of the edge float model the suite built
+     (runs/suite/full/edge-int8/float.h5; trained here when missing);
+  4. `host export-onnx` of the same edge float model;
+  5. `host explain` on the real photo dev set and the first MNIST test errors.
+
+Writes benchmarks/results/<machine>/techniques/*.json and explain-*.png; `host report` renders
+the JSON files as lines of the benchmark report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from device.system import machine_info, machine_slug
+
+ROOT = Path(__file__).resolve().parent.parent
+PHOTOS = ROOT.parent / "shared" / "data" / "digit-photos"
+
+
+def host(*args) -> None:
+    subprocess.run([sys.executable, "-m", "host.cli", *map(str, args)], cwd=ROOT, check=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny budgets: proves the script runs")
+    ap.add_argument("--work", default=str(ROOT / "runs" / "techniques"))
+    ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--edge-float", default=str(ROOT / "runs" / "suite" / "full" / "edge-int8" / "float.h5"),
+                    help="the edge float model to prune / export / explain")
+    args = ap.parse_args(argv)
+    t0 = time.monotonic()
+    work = Path(args.work) / ("quick" if args.quick else "full")
+    work.mkdir(parents=True, exist_ok=True)
+    out = Path(args.results) / machine_slug(machine_info()) / ("techniques-quick" if args.quick else "techniques")
+    out.mkdir(parents=True, exist_ok=True)
+    tiny = ["--limit", "3000", "--epochs", "1"] if args.quick else []
+
+    edge_float = Path(args.edge_float)
+    if args.quick or not edge_float.is_file():
+        host("train", *tiny, "--out", work / "edge")
+        edge_float = work / "edge" / "float.h5"
+
+    teacher = work / "teacher" / "float.h5"
+    if not teacher.is_file():
+        host("train", "--arch", "wide", *(tiny or ["--epochs", "9"]), "--out", work / "teacher")
+    runs = [("distill-all", tiny)] + ([] if args.quick else [("distill-6000", ["--limit", "6000"])])
+    for name, extra in runs:
+        host("distill", "--teacher", teacher, *extra, "--out", work / name)
+        shutil.copy2(work / name / "distill.json", out / f"{name}.json")
+
+    host("prune-channels", edge_float, "--keep", "0.5", *(tiny or []), "--repeats", 3 if args.quick else 15,
+         "--out", work / "channels")
+    shutil.copy2(work / "channels" / "prune_channels.json", out / "prune_channels.json")
+
+    host("export-onnx", edge_float, "--out", work / "onnx")
+    shutil.copy2(work / "onnx" / "onnx.json", out / "export_onnx.json")
+
+    if (PHOTOS / "labels.csv").is_file():
+        photos = sorted(str(p) for p in PHOTOS.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        labels = ["--labels", PHOTOS / "labels.csv"]
+        host("explain", edge_float, *photos[::6], *labels, "--out", out / "explain-photos.png")
+        host("explain", edge_float, PHOTOS, *labels, "--wrong-only", "--out", out / "explain-photos-misread.png")
+    host("explain", edge_float, "--mnist-errors", 12, "--out", out / "explain-mnist-errors.png")
+    print(f"results: {out} ({time.monotonic() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
