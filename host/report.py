@@ -207,7 +207,13 @@ def build_report(paths: list[str], out: str | None, md: str | None, baseline: st
         notes.append("No Raspberry Pi result is in this report: every figure here was measured "
                      "on the machines named above, not on a Pi.")
     if baseline:
-        regressions = compare(results, load_result(baseline), tolerance)
+        kind, base = _load_any(baseline)
+        if kind == "suite":
+            regressions = [line for p, d in suites for line in suite_report.compare_suites(d, p.name, base, tolerance)]
+        elif kind == "result":
+            regressions = compare(results, base, tolerance)
+        else:
+            raise UsageError(f"--baseline {baseline}: give a device result or a suite file")
         notes += regressions or [f"No regression beyond {tolerance:.0%} against {Path(baseline).name}."]
     if out:
         plots = [stages_plot(results)] + [latency_plot(p, r) for p, r in results]

@@ -7,6 +7,7 @@ memory figures.  Every number comes from the summary file; the machine is named 
 from __future__ import annotations
 
 import html
+from pathlib import Path
 
 import numpy as np
 
@@ -73,6 +74,25 @@ def _cells(r: dict, ref: str) -> list[str]:
             "-" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb']:.1f} MB"]
 
 
+def compare_suites(d: dict, name: str, base: dict, tolerance: float) -> list[str]:
+    """Lines naming every variant x setting whose inference p50 got slower than the baseline
+    suite's by more than ``tolerance``, and every accuracy that dropped."""
+    out = []
+    for v, s in d["variants"].items():
+        old = base["variants"].get(v)
+        if not old:
+            continue
+        for cfg, b in s.get("bench", {}).items():
+            ob = old.get("bench", {}).get(cfg)
+            if ob and b["p50_ms"] > ob["p50_ms"] * (1 + tolerance):
+                out.append(f"REGRESSION {name} {v} {cfg} inference p50: {b['p50_ms']:.4f} ms vs baseline "
+                           f"{ob['p50_ms']:.4f} ms (+{b['p50_ms'] / ob['p50_ms'] - 1:.0%}, tolerance {tolerance:.0%})")
+        if s["mnist_accuracy"] < old["mnist_accuracy"]:
+            out.append(f"REGRESSION {name} {v} MNIST accuracy: {100 * s['mnist_accuracy']:.2f} % vs baseline "
+                       f"{100 * old['mnist_accuracy']:.2f} %")
+    return out
+
+
 def findings(d: dict) -> list[str]:
     """Plain statements the data supports, for the reader who will not study the plots."""
     out = []
@@ -137,8 +157,8 @@ def latency_grid_plot(d: dict, svg) -> str:
         for v in variants:
             b = d["variants"][v].get("bench", {}).get(cfg)
             med.append(b["p50_ms"] if b else np.nan)
-            lo.append(b["p50_ms"] - b["p50_ms_min"] if b else 0)
-            hi.append(b["p50_ms_max"] - b["p50_ms"] if b else 0)
+            lo.append(max(0.0, b["p50_ms"] - b["p50_ms_min"]) if b else 0)
+            hi.append(max(0.0, b["p50_ms_max"] - b["p50_ms"]) if b else 0)
         t, xnn = cfg.split("-")
         ax.bar(x + k * width, med, width, yerr=[lo, hi], capsize=1.5,
                color=f"C{int(t[1:]).bit_length() - 1}", alpha=1.0 if xnn == "xnn" else 0.45,
@@ -190,7 +210,7 @@ def pareto_plot(d: dict, svg) -> str:
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel(label)
         ax.set_ylabel("MNIST test accuracy (%)")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="center right")
     fig.suptitle(f"Accuracy vs latency and size (red: seed CNN, blue: edge) - {machine_name(d)}", fontsize=9)
     return svg(fig)
 
@@ -262,8 +282,8 @@ def technique_row(d: dict, name: str) -> dict:
     kind = d.get("kind")
     if kind == "distill":
         t, s = d["teacher"], d["students"]
-        teacher = t.get("arch") or t.get("path", "?")
-        setting = (f"teacher {teacher} ({100 * t['keras_accuracy']:.2f} %), T={d['temperature']:g}, "
+        teacher = t.get("arch") or f"from {Path(t.get('path', '?')).parent.name}/{Path(t.get('path', '?')).name}"
+        setting = (f"teacher {teacher}, {t['params']:,} params ({100 * t['keras_accuracy']:.2f} %), T={d['temperature']:g}, "
                    f"alpha={d['alpha']:g}, {d['epochs']} epochs on {d.get('limit') or 'all'} images")
         result = (f"edge student INT8: labels only {100 * s['plain']['int8_accuracy']:.2f} %, distilled "
                   f"{100 * s['distilled']['int8_accuracy']:.2f} % ({100 * d['gain_int8']:+.2f} points)")

@@ -60,7 +60,9 @@ def run_distill(cfg: TrainConfig, data_dir: str | None, out: str, *, teacher: st
     data = load_mnist(data_dir)
     set_seed(cfg.seed)
     if teacher:
-        teacher_model, teacher_desc = load_keras(teacher), {"path": str(teacher)}
+        teacher_model = load_keras(teacher)
+        teacher_desc = {"path": str(teacher),
+                        "arch": teacher_model.name if teacher_model.name in archs.ARCHS else None}
     else:
         print(f"== teacher: training {teacher_arch} for {teacher_epochs} epochs")
         teacher_model = archs.build(teacher_arch, cfg.l2)

@@ -104,6 +104,22 @@ def test_suite_report_has_every_view(tmp_path):
     assert "No Raspberry Pi result" in text
 
 
+def test_suite_baseline_marks_regressions(tmp_path, capsys):
+    old = _suite(tmp_path / "old.json")
+    new = json.loads(old.read_text())
+    for k in ("p50_ms", "p50_ms_min", "p50_ms_max"):
+        new["variants"]["shipped-int8"]["bench"]["t1-xnn"][k] *= 1.5
+    new["variants"]["seed-int8"]["mnist_accuracy"] = 0.98
+    (tmp_path / "new.json").write_text(json.dumps(new))
+    assert main(["report", str(tmp_path / "new.json"), "--baseline", str(old), "--out", str(tmp_path / "r.html")]) == 0
+    out = capsys.readouterr().out
+    assert "REGRESSION new.json shipped-int8 t1-xnn inference p50" in out
+    assert "REGRESSION new.json seed-int8 MNIST accuracy: 98.00 % vs baseline 99.10 %" in out
+    assert out.count("REGRESSION") == 2
+    assert main(["report", str(old), "--baseline", str(old), "--out", str(tmp_path / "r.html")]) == 0
+    assert "No regression beyond 10%" in capsys.readouterr().out
+
+
 def test_pareto_front():
     from host.suite_report import pareto_front
 
