@@ -44,11 +44,11 @@ def available_backends() -> list[dict]:
     out = []
     for name, _, pkg in BACKENDS:
         spec = importlib.util.find_spec(pkg)
-        out.append({"name": name, "installed": spec is not None, "version": _dist_version(name)})
+        out.append({"name": name, "installed": spec is not None, "version": dist_version(name)})
     return out
 
 
-def _dist_version(dist: str) -> str | None:
+def dist_version(dist: str) -> str | None:
     from importlib import metadata
 
     try:
@@ -73,7 +73,7 @@ def load_backend(prefer: str | None = None) -> Backend:
             module = importlib.import_module(modname)
         except ImportError:
             continue
-        backend = Backend(name, _dist_version(name) or getattr(module, "__version__", "?"), module)
+        backend = Backend(name, dist_version(name) or getattr(module, "__version__", "?"), module)
         _backend_cache[key] = backend
         return backend
     raise UsageError("no TFLite runtime found: pip install ai-edge-litert "

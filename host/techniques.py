@@ -176,7 +176,7 @@ def run_export_onnx(model_path: str, data_dir: str | None, out: str, opset: int 
     """``model.onnx`` + the TFLite float32 conversion of the same model, both run one image at a
     time on all test images; predictions must agree on >= ``min_agreement``.  Raises UsageError
     (exit 2) on a bad model; returns the report with ``pass``."""
-    from device.runtime import Model
+    from device.runtime import Model, dist_version
     from host.convert import convert
     from host.onnx_export import latency_summary, onnx_session, run_one_by_one, to_onnx, INPUT_NAME
 
@@ -202,7 +202,7 @@ def run_export_onnx(model_path: str, data_dir: str | None, out: str, opset: int 
                    max_abs_prob_diff=float(np.abs(p_onnx - p_tfl).max()),
                    accuracy={"onnx": float(np.mean(a == data.y_test)), "tflite_float32": float(np.mean(b == data.y_test))},
                    latency_ms={"onnxruntime": latency_summary(t_onnx), "tflite_float32": latency_summary(t_tfl)},
-                   runtimes={"onnxruntime": _version("onnxruntime"), "tf2onnx": _version("tf2onnx"),
+                   runtimes={"onnxruntime": dist_version("onnxruntime"), "tf2onnx": dist_version("tf2onnx"),
                              "tflite": f"{tfl.backend.name} {tfl.backend.version}"},
                    min_agreement=min_agreement)
         doc["pass"] = doc["agreement"] >= min_agreement
@@ -214,15 +214,6 @@ def run_export_onnx(model_path: str, data_dir: str | None, out: str, opset: int 
     print(f"  latency per image p50/p99: onnxruntime {lo['p50']:.4f}/{lo['p99']:.4f} ms, "
           f"TFLite float32 {lt['p50']:.4f}/{lt['p99']:.4f} ms; {Path(out) / 'model.onnx'}")
     return doc
-
-
-def _version(dist: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 # -- explain ----------------------------------------------------------------------------------
