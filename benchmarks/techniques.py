@@ -8,8 +8,9 @@ On the machine it runs on, with the `host` CLI (each a separate process):
      same initial weights, batches and epochs, both through QAT + INT8 and evaluated - on all
      training images, and on 6,000 (where a teacher's soft targets usually matter more; the
      teacher itself saw all the data);
-  3. `host prune-channels --keep 0.5` of the edge float model the suite built
-     (runs/suite/full/edge-int8/float.h5; trained here when missing);
+  3. `host prune-channels` of the edge float model the suite built
+     (runs/suite/full/edge-int8/float.h5; trained here when missing): keep 50 % with 3 and 8
+     fine-tuning epochs, keep 75 % with 3;
   4. `host export-onnx` of the same edge float model;
   5. `host explain` on the real photo dev set and the first MNIST test errors.
 
@@ -64,9 +65,14 @@ def main(argv=None) -> int:
         host("distill", "--teacher", teacher, *extra, "--out", work / name)
         shutil.copy2(work / name / "distill.json", out / f"{name}.json")
 
-    host("prune-channels", edge_float, "--keep", "0.5", *(tiny or []), "--repeats", 3 if args.quick else 15,
-         "--out", work / "channels")
-    shutil.copy2(work / "channels" / "prune_channels.json", out / "prune_channels.json")
+    # keep 50 % (widths 8-12-16-24-32) with a short and the default fine-tuning, and keep 75 %
+    # (widths 12-18-24-36-48).
+    cuts = [("keep50-1ep", 0.5, 1)] if args.quick else [("keep50-3ep", 0.5, 3), ("keep50-8ep", 0.5, 8),
+                                                        ("keep75-3ep", 0.75, 3)]
+    for name, keep, epochs in cuts:
+        host("prune-channels", edge_float, "--keep", keep, "--epochs", epochs, *(tiny[:2] if tiny else []),
+             "--repeats", 3 if args.quick else 15, "--out", work / f"channels-{name}")
+        shutil.copy2(work / f"channels-{name}" / "prune_channels.json", out / f"prune_channels-{name}.json")
 
     host("export-onnx", edge_float, "--out", work / "onnx")
     shutil.copy2(work / "onnx" / "onnx.json", out / "export_onnx.json")

@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "same QAT + INT8. Reports MACs, bytes, latency and accuracy before and after.")
     p.add_argument("model", help="float Keras model of the edge family (.h5 from train / train-qat)")
     p.add_argument("--keep", type=float, default=0.5, help="fraction of channels kept in every block")
-    p.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs after the cut")
+    p.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs after the cut")
     p.add_argument("--lr", type=float, default=5e-4, help="fine-tuning learning rate")
     p.add_argument("--qat-epochs", type=int, default=1, help="QAT fine-tuning epochs")
     p.add_argument("--limit", type=int, metavar="N", help="use only N training images")

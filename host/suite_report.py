@@ -292,7 +292,8 @@ def technique_row(d: dict, name: str) -> dict:
         b, a = d["before"], d["after"]
         lat = d["latency_ms_single_thread"]
         sp = lat["speedup"]
-        setting = f"{d['criterion']}, keep {d['keep']:.0%}: widths {d['widths_before']} -> {d['widths_after']}"
+        setting = (f"{d['criterion']}, keep {d['keep']:.0%}: widths {d['widths_before']} -> {d['widths_after']}, "
+                   f"{d['finetune_epochs']} fine-tuning epochs")
         result = (f"MACs {b['macs'] / 1e6:.2f}M -> {a['macs'] / 1e6:.2f}M, INT8 {b['bytes']:,} -> {a['bytes']:,} B, "
                   f"p50 {lat['before']:.4f} -> {lat['after']:.4f} ms ({sp['median']:.2f}x, {sp['min']:.2f}-"
                   f"{sp['max']:.2f}), INT8 accuracy {100 * b['int8_accuracy']:.2f} -> {100 * a['int8_accuracy']:.2f} %")

@@ -154,3 +154,19 @@ def test_report_renders_in_headless_chromium(tmp_path):
     blank = tmp_path / "blank.html"
     blank.write_text("<!doctype html><html><body></body></html>")
     assert ink_stats(screenshot(blank, tmp_path / "blank.png", 400, 300))["non_background"] == 0.0
+
+
+def test_committed_arm_results_render_beside_the_hosts_and_are_flagged(tmp_path, capsys):
+    """The files deploy.sh --bench brought back from the emulated arm64 Pi render with this
+    machine's in one page, and are labelled as emulated (their timings mean nothing)."""
+    from tests.conftest import ROOT
+
+    arm = sorted((ROOT / "benchmarks" / "results" / "arm64-qemu" / "127.0.0.1").glob("*.json"))
+    host_run = ROOT / "benchmarks" / "results" / "amd-epyc-vm" / "run-clip.json"
+    assert arm and host_run.is_file()
+    md = tmp_path / "r.md"
+    assert main(["report", str(host_run), *map(str, arm), "--out", str(tmp_path / "r.html"),
+                 "--markdown", str(md)]) == 0
+    text = md.read_text()
+    assert "(aarch64, vm, EMULATED: timings meaningless)" in text and "(x86_64, vm)" in text
+    assert text.count("EMULATED") == len(arm) + 1  # each row, and the machines line
