@@ -6,8 +6,8 @@ On the machine it runs on, with the `host` CLI (each a separate process):
   1. a `wide` teacher (the edge layout at twice the width) trained with the default budget;
   2. `host distill` from that teacher: the edge student trained on labels alone and distilled,
      same initial weights, batches and epochs, both through QAT + INT8 and evaluated - on all
-     training images, and on 6,000 (where a teacher's soft targets usually matter more; the
-     teacher itself saw all the data);
+     training images (T=4, alpha=0.3, and T=2, alpha=0.5), and on 6,000 (where a teacher's soft
+     targets usually matter more; the teacher itself saw all the data);
   3. `host prune-channels` of the edge float model the suite built
      (runs/suite/full/edge-int8/float.h5; trained here when missing): keep 50 % with 3 and 8
      fine-tuning epochs, keep 75 % with 3;
@@ -60,7 +60,9 @@ def main(argv=None) -> int:
     teacher = work / "teacher" / "float.h5"
     if not teacher.is_file():
         host("train", "--arch", "wide", *(tiny or ["--epochs", "9"]), "--out", work / "teacher")
-    runs = [("distill-all", tiny)] + ([] if args.quick else [("distill-6000", ["--limit", "6000"])])
+    runs = [("distill-all", tiny)] + ([] if args.quick else [
+        ("distill-6000", ["--limit", "6000"]),
+        ("distill-all-t2a05", ["--temperature", "2", "--alpha", "0.5"])])
     for name, extra in runs:
         host("distill", "--teacher", teacher, *extra, "--out", work / name)
         shutil.copy2(work / name / "distill.json", out / f"{name}.json")

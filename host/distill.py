@@ -32,16 +32,31 @@ def distillation_loss(y, student_probs, teacher_probs, temperature: float, alpha
 
 class Distiller(keras.Model):
     """Trains ``student`` against a frozen ``teacher``; evaluates and predicts as the student,
-    so ``host.train.fit`` (LR schedule, early stopping on validation loss) drives it as-is."""
+    so ``host.train.fit`` (LR schedule, early stopping on validation loss) drives it as-is.
+
+    Its own ``loss`` and ``accuracy`` trackers average over the epoch, as a compiled model's do
+    (a raw loss returned from a step would report the last batch only, and early stopping on
+    ``val_loss`` would follow that noise)."""
 
     def __init__(self, student, teacher, temperature: float = 4.0, alpha: float = 0.3):
         super().__init__(name="distiller")
         self.student, self.teacher = student, teacher
         self.teacher.trainable = False
         self.temperature, self.alpha = float(temperature), float(alpha)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.accuracy]  # reset by Keras at the start of each epoch
 
     def call(self, x, training=False):
         return self.student(x, training=training)
+
+    def _logs(self, y, probs, loss):
+        self.loss_tracker.update_state(loss)
+        self.accuracy.update_state(y, probs)
+        return {"loss": self.loss_tracker.result(), "accuracy": self.accuracy.result()}
 
     def train_step(self, data):
         x, y = data
@@ -52,13 +67,10 @@ class Distiller(keras.Model):
             loss += sum(self.student.losses) if self.student.losses else 0.0
         variables = self.student.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        self.compiled_metrics.update_state(y, probs)
-        return {"loss": loss, **{m.name: m.result() for m in self.metrics if m.name != "loss"}}
+        return self._logs(y, probs, loss)
 
     def test_step(self, data):
         # Validation is judged as the student will be used: plain cross-entropy on labels.
         x, y = data
         probs = self.student(x, training=False)
-        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, probs))
-        self.compiled_metrics.update_state(y, probs)
-        return {"loss": loss, **{m.name: m.result() for m in self.metrics if m.name != "loss"}}
+        return self._logs(y, probs, tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, probs)))

@@ -62,6 +62,31 @@ def test_distillation_loss():
     assert np.all(np.abs(tf.nn.softmax(step).numpy() - t.numpy()).sum(1) < np.abs(s.numpy() - t.numpy()).sum(1))
 
 
+def test_distiller_reports_epoch_means():
+    """val_loss (what early stopping watches) is the mean cross-entropy over the whole
+    validation set, not the last batch's."""
+    import tf_keras
+
+    from host.distill import Distiller
+    from host.models import build_edge
+
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 1, (64, 28, 28, 1)).astype("f4")
+    y = rng.integers(0, 10, 64)
+    student, teacher = build_edge(), build_edge(name="teacher")
+    d = Distiller(student, teacher, 4.0, 0.3)
+    d.compile(optimizer=tf_keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+              metrics=["accuracy"])
+    logs = d.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    probs = student.predict(x, verbose=0)
+    ce = -np.log(probs[np.arange(64), y])
+    assert set(logs) == {"loss", "accuracy"}
+    np.testing.assert_allclose(logs["loss"], ce.mean(), rtol=1e-4)
+    assert logs["accuracy"] == np.mean(probs.argmax(1) == y)
+    hist = d.fit(x, y, batch_size=16, epochs=1, verbose=0, validation_data=(x, y)).history
+    assert set(hist) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+
+
 # -- slow: each verb on a tiny real budget ----------------------------------------------------
 @pytest.fixture(scope="module")
 def float_model(tmp_path_factory, mnist):
