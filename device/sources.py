@@ -64,6 +64,7 @@ class OpenCVSource:
         self.fps = fps
         self.fast_decode, self.min_side = fast_decode, min_side
         self.jpeg_flag: int | None = None  # set when the clip is decoded packet by packet
+        self.decode_factor = 1
         self.unreadable = 0
         self.files: list[str] | None = None
         self.cap = None
@@ -132,9 +133,8 @@ class OpenCVSource:
 
     def describe(self) -> dict:
         kind = "camera" if self.live else ("images" if self.files is not None else "video")
-        decode = "bgr"
-        if self.jpeg_flag is not None:
-            decode = "gray" + (f"/{self.decode_factor}" if self.decode_factor > 1 else "")
+        decode = "bgr" if self.jpeg_flag is None else (
+            "gray" + (f"/{self.decode_factor}" if self.decode_factor > 1 else ""))
         return {"kind": kind, "spec": str(self.spec), "fps": self.fps, "realtime": self.realtime,
                 "loop": self.loop, "decode": decode}
 

@@ -22,12 +22,9 @@ from device.results import Result, hist_bin_ms, load_result
 
 
 def machine_label(r: Result) -> str:
-    from device.system import emulated
+    from host.suite_report import describe_machine
 
-    m = r.machine
-    board = m.get("board") or m.get("cpu") or "unknown machine"
-    emu = ", EMULATED: timings meaningless" if m.get("emulated") or emulated(m.get("arch", ""), m.get("cpu")) else ""
-    return f"{board} ({m.get('arch', '?')}, {m.get('hostname', '?')}{emu})"
+    return describe_machine(r.machine)
 
 
 def result_label(r: Result, path: Path) -> str:
@@ -159,7 +156,7 @@ def _table_html(rows: list[dict]) -> str:
             + "</table>")
 
 
-def markdown(rows: list[dict], notes: list[str]) -> str:
+def markdown(rows: list[dict]) -> str:
     lines = ["| file | machine | kind | model | threads | XNNPACK | p50 ms | p99 ms | within budget | peak RSS MB |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -167,7 +164,7 @@ def markdown(rows: list[dict], notes: list[str]) -> str:
         lines.append(f"| {r['file']} | {r['machine']} | {r['kind']} ({r['stage']}) | {r['model']} | "
                      f"{r['threads']} | {'on' if r['xnnpack'] else 'off'} | {r['p50']:.3f} | "
                      f"{r['p99']:.3f} | {wb} | {r['peak_rss_mb']:.1f} |")
-    return "\n".join(notes + [""] + lines) + "\n"
+    return "\n".join(lines) + "\n"
 
 
 def _load_any(path: str):
@@ -239,6 +236,6 @@ def build_report(paths: list[str], out: str | None, md: str | None, baseline: st
         if techniques:
             text += "\nAdvanced techniques (`python -m benchmarks.techniques`):\n\n" + suite_report.techniques_markdown(techniques)
         if rows:
-            text += "\n" + markdown(rows, [])
+            text += "\n" + markdown(rows)
         atomic_write_bytes(md, text.encode())
     return {"rows": rows, "notes": notes, "suites": [p.name for p, _ in suites]}

@@ -26,9 +26,17 @@ def check_suite(d: dict, name: str) -> dict:
     return d
 
 
+def describe_machine(m: dict) -> str:
+    """Board or CPU, architecture, host name; flagged when the figures come from emulation."""
+    from device.system import emulated
+
+    board = m.get("board") or m.get("cpu") or "unknown machine"
+    emu = ", EMULATED: timings meaningless" if m.get("emulated") or emulated(m.get("arch", ""), m.get("cpu")) else ""
+    return f"{board} ({m.get('arch', '?')}, {m.get('hostname', '?')}{emu})"
+
+
 def machine_name(d: dict) -> str:
-    m = d.get("machine", {})
-    return f"{m.get('board') or m.get('cpu') or 'unknown machine'} ({m.get('arch', '?')}, {m.get('hostname', '?')})"
+    return describe_machine(d.get("machine", {}))
 
 
 def _pct(v) -> str:

@@ -224,7 +224,7 @@ def run_explain(model_path: str, images: list[str], labels_csv: str | None, mnis
     test images (by index, and/or the first N the model gets wrong)."""
     from device.classify import expand, read_labels
     from device.preprocess import prepare
-    from host.explain import grad_cam, save_grid
+    from host.explain import default_layer, grad_cam, save_grid
 
     if not images and not mnist_index and not mnist_errors:
         raise UsageError("nothing to explain: give image files/folders, --mnist-index or --mnist-errors")
@@ -264,6 +264,7 @@ def run_explain(model_path: str, images: list[str], labels_csv: str | None, mnis
             labels.append(int(data.y_test[i]))
     if not xs:
         raise UsageError(f"no digit found in any of the images ({', '.join(skipped[:5])}...)")
+    layer = layer or default_layer(model)
     heats, probs = grad_cam(model, np.stack(xs), layer)
     preds = probs.argmax(1)
     wrong = [t for t, p, l in zip(titles, preds, labels) if l is not None and l != p]
@@ -280,13 +281,8 @@ def run_explain(model_path: str, images: list[str], labels_csv: str | None, mnis
     save_grid(tmp, np.stack(xs), heats, probs, titles,
               labels if any(l is not None for l in labels) else None)
     tmp.replace(out_path)
-    print(f"{out_path}: {len(xs)} image(s), Grad-CAM on layer {layer or _layer_name(model)}"
+    print(f"{out_path}: {len(xs)} image(s), Grad-CAM on layer {layer}"
           + (f"; {len(wrong)} misread: {', '.join(wrong[:8])}" if wrong else "")
           + (f"; no digit found in {len(skipped)}: {', '.join(skipped[:5])}" if skipped else ""))
     return {"images": len(xs), "wrong": wrong, "skipped": skipped, "out": str(out_path)}
 
-
-def _layer_name(model) -> str:
-    from host.explain import default_layer
-
-    return default_layer(model)
