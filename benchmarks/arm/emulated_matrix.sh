@@ -39,8 +39,9 @@ binfmt() {
     mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
     update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
     update-binfmts --enable qemu-arm >/dev/null 2>&1 || true
-    [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] && [ -e /proc/sys/fs/binfmt_misc/qemu-arm ] \
-        || die "qemu binfmt handlers missing: apt-get install qemu-user-static binfmt-support"
+    if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || [ ! -e /proc/sys/fs/binfmt_misc/qemu-arm ]; then
+        die "qemu binfmt handlers missing: apt-get install qemu-user-static binfmt-support"
+    fi
 }
 
 setup_root() {  # $1: arm64 | armhf
@@ -89,7 +90,8 @@ setup_runtimes() {  # candidate runtimes for runtime_matrix.py, installed from t
     for g in 17 24 26 27 28 31 34 35 36; do plat="$plat --platform manylinux_2_${g}_aarch64"; done
     plat="$plat --platform manylinux2014_aarch64"
     local specs=(
-        "litert-2.3.0|ai-edge-litert==2.3.0" "litert-2.2.0|ai-edge-litert==2.2.0"
+        "litert-2.3.0|ai-edge-litert==2.3.0" "litert-2.3.0-np1|ai-edge-litert==2.3.0 numpy<2"
+        "litert-2.2.0|ai-edge-litert==2.2.0"
         "litert-2.1.6|ai-edge-litert==2.1.6" "litert-2.0.3|ai-edge-litert==2.0.3"
         "litert-1.4.0|ai-edge-litert==1.4.0" "tflite-2.14.0|tflite-runtime==2.14.0 numpy<2"
     )
@@ -212,7 +214,9 @@ case "${1:-}" in
     run)
         binfmt
         shift
-        [ $# -gt 0 ] || set -- $(for c in "${CELLS[@]}"; do echo "${c%%|*}"; done)
+        if [ $# -eq 0 ]; then
+            for c in "${CELLS[@]}"; do set -- "$@" "${c%%|*}"; done
+        fi
         for want in "$@"; do
             found=""
             for c in "${CELLS[@]}"; do [ "${c%%|*}" = "$want" ] && found="$c"; done

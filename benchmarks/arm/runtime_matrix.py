@@ -42,7 +42,8 @@ CPUS = {
 }
 # candidate dir under <root>/opt/rt -> runtime name for device.runtime
 RUNTIMES = {
-    "arm64": {"litert-2.3.0": "ai-edge-litert", "litert-2.2.0": "ai-edge-litert",
+    "arm64": {"litert-2.3.0": "ai-edge-litert", "litert-2.3.0-np1": "ai-edge-litert",
+              "litert-2.2.0": "ai-edge-litert",
               "litert-2.1.6": "ai-edge-litert", "litert-2.0.3": "ai-edge-litert",
               "litert-1.4.0": "ai-edge-litert", "tflite-2.14.0": "tflite-runtime"},
     "armhf": {"tflite-2.14.0": "tflite-runtime"},
