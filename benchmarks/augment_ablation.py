@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.manifest import atomic_write_json
+from device.fsio import atomic_write_json
 from device.synth import load_labels, make_clip
 from device.system import machine_info, machine_slug
 

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from device.bench import ratio_spread
-from device.manifest import atomic_write_json
+from device.fsio import atomic_write_json
 from device.system import machine_info, machine_slug
 
 ROOT = Path(__file__).resolve().parent.parent

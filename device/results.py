@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from device.errors import UsageError
-from device.manifest import atomic_write_json
+from device.fsio import atomic_write_json
 
 SCHEMA_VERSION = 1
 KINDS = ("run", "bench")

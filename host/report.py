@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from device.errors import UsageError
-from device.manifest import atomic_write_bytes
+from device.fsio import atomic_write_bytes
 from device.results import Result, hist_bin_ms, load_result
 
 

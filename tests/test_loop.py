@@ -1,7 +1,6 @@
 """device run end to end on real files: a generated camera-like clip and image folders."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

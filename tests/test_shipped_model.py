@@ -2,11 +2,9 @@
 
 import json
 
-import pytest
 
 from device.manifest import load_manifest, manifest_path_for, sha256_file
 from device.runtime import DEFAULT_MODEL
-from tests.conftest import PHOTOS
 
 
 def test_manifest_describes_the_file():
