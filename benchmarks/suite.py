@@ -117,7 +117,7 @@ def photos_accuracy(model: Path) -> dict | None:
         return None
     r = _run("device.cli", "classify", PHOTOS, "--labels", PHOTOS / "labels.csv", "--json",
              "--model", model, capture=True)
-    return json.loads(r.stderr.strip().splitlines()[-1])
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def make_suite_clip(path: Path, n_digits: int) -> Path:
