@@ -18,7 +18,8 @@ Read against picamera2's own source (github.com/raspberrypi/picamera2; line numb
   Job at once (``dispatch_functions`` l. 1521-1522, 1537) and the event loop calls ``f`` when
   it is done (``process_requests`` l. 1492-1493, job.py l. 69-76); we wait on a
   ``threading.Event`` with a timeout, which SIGINT/SIGTERM also interrupt, then collect the
-  result with ``wait(job)``.  These calls exist unchanged from 0.3.7 to 0.3.36.  Not
+  result with ``wait(job)``.  Unchanged from 0.3.7 (CHANGELOG: ``wait(job)``) to 0.3.36 (read
+  in the source of 0.3.12, 0.3.16-0.3.20 and 0.3.36).  Not
   ``capture_request(wait=seconds)``: a number there only became a timeout in 0.3.20 (the v0.3.19
   -> v0.3.20 diff of ``dispatch_functions``), before that it blocks forever; ``wait(job,
   timeout)`` needs 0.3.17 and ``captured_request`` 0.3.19 (CHANGELOG.md).
@@ -30,12 +31,12 @@ Read against picamera2's own source (github.com/raspberrypi/picamera2; line numb
 * **Absent vs busy.**  No camera: ``global_camera_info()[camera_num]`` raises IndexError
   (l. 344; before 0.3.17 a RuntimeError "Camera(s) not found" chained under the init error).
   Busy: libcamera's ``Camera::acquire`` returns -EBUSY ("Pipeline handler in use by another
-  process", libcamera src/libcamera/camera.cpp l. 1019-1023), the Python binding raises
-  RuntimeError "Failed to acquire camera: Device or resource busy" (src/py/libcamera/py_main.cpp
-  l. 153-157), and picamera2 wraps it in RuntimeError "Camera __init__ sequence did not
-  complete." (l. 357-368).
+  process": src/libcamera/camera.cpp l. 1019-1023 of github.com/raspberrypi/libcamera at
+  26bfadc), its Python binding raises RuntimeError "Failed to acquire camera: Device or
+  resource busy" (src/py/libcamera/py_main.cpp l. 153-157), and picamera2 wraps that in
+  RuntimeError "Camera __init__ sequence did not complete." (l. 355-368).
 * **Sensor mode.**  picamera2 picks the sensor mode nearest the raw stream's size
-  (``_make_libcamera_config`` l. 1050-1079, "copies how libcamera scores modes"); the raw size
+  (``_make_libcamera_config`` l. 1044-1083, "copies how libcamera scores modes"); the raw size
   defaults to the main stream's 640x480, a centre crop on a v2 module.  Asking for half the
   sensor's resolution picks the 2x2-binned, full-field mode of every Pi camera module (v1
   1296x972, v2 1640x1232, v3 2304x1296, HQ 2028x1520).  The frame rate is fixed with
@@ -69,7 +70,7 @@ SERVICE = "mnist-edge"           # the user unit deploy.sh installs
 OLDEST = (0, 3, 12)              # Bookworm's first picamera2; the calls above are checked from there
 CANCEL_SINCE = (0, 3, 20)        # cancel_all_and_flush()
 FIRST_FRAME_S = 5.0              # start-up: the first frame may take a few AGC/AWB frames
-STALL_S = 2.0                    # then a frame is due every 1/fps s: 2 s without one is a stall
+STALL_S = 2.0                    # then a frame is due every 1/fps s: 2 s more is a stall
 
 
 def y_plane(buf, width: int, height: int, stride: int | None = None):
@@ -265,7 +266,7 @@ class PiCameraSource(Source):
         done = threading.Event()
         job = self.cam.capture_request(wait=False, signal_function=lambda _job: done.set())
         if not done.wait(timeout_s):
-            raise SourceError(f"the camera delivered no frame for {timeout_s:g} s (a loose or "
+            raise SourceError(f"the camera delivered no frame for {timeout_s:.3g} s (a loose or "
                               "damaged ribbon cable, or the sensor stopped); check the cable and "
                               "`rpicam-hello`")
         try:
@@ -282,10 +283,11 @@ class PiCameraSource(Source):
     def frames(self):
         w, h = self.size
         index = 0
+        slack = 3 / self.fps_requested   # a slow frame rate is not a stall
         try:
             while True:
                 t0 = time.perf_counter_ns()
-                request = self._request(self.first_frame_s if index == 0 else self.stall_s)
+                request = self._request(slack + (self.first_frame_s if index == 0 else self.stall_s))
                 mono = time.monotonic_ns()   # SensorTimestamp's clock, not perf_counter's
                 try:
                     md = request.get_metadata()

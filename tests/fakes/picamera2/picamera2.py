@@ -7,7 +7,7 @@ l. 12-29) that runs ``process_requests`` (l. 1411-1493) when libcamera completes
 the job queue (``dispatch_functions`` l. 1508-1537) in which a capture waits for a frame and a
 ``stop()`` queues behind it (l. 1394-1405); ``close()`` stopping the preview first (l. 704-735);
 keeping only the newest completed request (l. 1246-1253, 1478-1479); the init sequence's
-exceptions (l. 314-375); sensor-mode scoring (l. 1050-1083); the configuration written back
+exceptions (l. 314-376); sensor-mode scoring (l. 1044-1083); the configuration written back
 from libcamera's validate() (l. 1130-1157, 1207-1214).
 """
 
@@ -99,7 +99,7 @@ class Picamera2:
             raise RuntimeError("Camera __init__ sequence did not complete.") from e   # l. 366-368
         atexit.register(self.close)
         if cfg.get("dma_denied"):
-            # DmaAllocator() (l. 375) opens /dev/dma_heap/*, catching FileNotFoundError only
+            # DmaAllocator() (l. 376) opens /dev/dma_heap/*, catching FileNotFoundError only
             # (dma_heap.py l. 69-75): without the video group's rights, PermissionError.
             raise PermissionError(13, "Permission denied", "/dev/dma_heap/vidbuf_cached")
 
@@ -222,7 +222,7 @@ class Picamera2:
                 "encode": encode}
 
     def _choose_mode(self, camera_config):
-        # l. 1050-1083: the raw stream's size (or main's) against every mode, as libcamera scores.
+        # l. 1044-1083: the raw stream's size (or main's) against every mode, as libcamera scores.
         sensor = camera_config.get("sensor") or {}
         if sensor.get("output_size") is not None:
             output_size = sensor["output_size"]
