@@ -392,17 +392,22 @@ def test_sigterm_ends_a_stalled_camera_run_with_results(tmp_path):
     assert res["source"]["sensor_mode"]["size"] == [1640, 1232]
 
 
+def test_fps_flag_is_checked_before_anything_starts(tmp_path):
+    site = make_site(tmp_path, "0.3.36")
+    r = run_device(site, {}, "--fps", "0", "--no-output")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "device run: error: argument --fps: --fps must be > 0 (got 0) (see device run --help)"], r.stderr
+
+
 def test_device_run_camera_busy_is_one_line(tmp_path):
     site = make_site(tmp_path, "0.3.36")
     r = run_device(site, {"busy": True}, "--no-output")
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
-    # One line of ours, last; nothing from libcamera ("[0:00:01.2] [pid]  INFO ...") or from
-    # picamera2's logger ("Camera __init__ sequence did not complete.").  (LiteRT may print its
-    # XNNPACK line before: the model loads first.)
-    assert "systemctl --user stop mnist-edge" in lines[-1], r.stderr
-    assert lines[-1].startswith("device: error: the camera is busy")
-    assert not [x for x in lines if x.startswith("[") or "sequence did not complete" in x], r.stderr
+    # One line: nothing from libcamera ("[0:00:01.2] [pid]  INFO ...") or from picamera2's
+    # logger ("Camera __init__ sequence did not complete.").
+    assert len(lines) == 1 and lines[0].startswith("device: error: the camera is busy"), r.stderr
+    assert "systemctl --user stop mnist-edge" in lines[0]
     # A user who asks for libcamera's log gets it, and our line is still the last.
     r = run_device(site, {"busy": True}, "--no-output", env_extra={"LIBCAMERA_LOG_LEVELS": "*:INFO"})
     lines = r.stderr.strip().splitlines()

@@ -40,8 +40,9 @@ Read against picamera2's own source (github.com/raspberrypi/picamera2; line numb
   defaults to the main stream's 640x480, a centre crop on a v2 module.  Asking for half the
   sensor's resolution picks the 2x2-binned, full-field mode of every Pi camera module (v1
   1296x972, v2 1640x1232, v3 2304x1296, HQ 2028x1520).  The frame rate is fixed with
-  ``FrameDurationLimits`` (as ``create_video_configuration`` does, l. 918-921; the preview
-  default lets it float between 12 fps and "as fast as possible", l. 807-812).
+  ``FrameDurationLimits`` (as ``create_video_configuration`` does, l. 918-921;
+  examples/hailo/detect.py l. 76-77 uses the ``FrameRate`` alias, controls.py l. 8-18); the
+  preview default lets it float between 12 fps and "as fast as possible" (l. 807-812).
 * **Sizes.**  libcamera may adjust the requested sizes; ``configure`` writes the validated size
   and stride back (l. 1130-1135, 1210-1211) and ``stream_configuration`` returns them.
   ``MappedArray`` maps the buffer without a copy, as (h * 3 / 2, stride) for YUV420
@@ -129,14 +130,14 @@ def _import_failure(exc: BaseException) -> str:
 
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     what = f"picamera2 is installed but does not import ({type(exc).__name__}: {first})"
+    if isinstance(exc, ModuleNotFoundError) and exc.name == "libcamera":
+        return f"{what}: sudo apt install python3-libcamera and use a venv made with --system-site-packages"
     if int(numpy.__version__.split(".")[0]) >= 2:
         # apt's camera stack (simplejpeg, ...) is built against the OS's numpy 1.x; a numpy 2 in
         # the venv shadows it (picamera2 issues #1088, #1211).
         return (f"{what}; numpy {numpy.__version__} from {os.path.dirname(numpy.__file__)} "
                 "shadows the OS's numpy 1.x that apt's picamera2 is built for: "
                 "pip install 'numpy<2' in this venv (deploy.sh pins it)")
-    if isinstance(exc, ModuleNotFoundError) and exc.name == "libcamera":
-        return f"{what}: sudo apt install python3-libcamera and use a venv made with --system-site-packages"
     return f"{what}; reinstall it: sudo apt install --reinstall python3-picamera2"
 
 
@@ -198,7 +199,7 @@ class PiCameraSource(Source):
         self.cam = self._construct()
         cam = self.cam
         try:
-            sensor = cam.sensor_resolution
+            sensor = cam.sensor_resolution   # half of it: the binned full-field mode (docstring)
             w, h = self.requested
             main = (max(640, w), max(480, h))   # lores may not exceed main (l. 987-989)
             period_us = int(round(1e6 / self.fps_requested))
@@ -255,7 +256,8 @@ class PiCameraSource(Source):
     def describe(self) -> dict:
         w, h = self.size
         age = self.frame_age.to_dict()
-        return {**super().describe(), "spec": f"lores {w}x{h} YUV420, stride {self.stride}",
+        return {**super().describe(), "fps": self.fps and round(self.fps, 3),   # delivered
+                "spec": f"lores {w}x{h} YUV420, stride {self.stride}",
                 "decode": "gray", "picamera2": self.version, "fps_requested": self.fps_requested,
                 "lores_requested": list(self.requested), "sensor_mode": self.mode,
                 "frame_age_ms": {k: age[k] for k in ("count", "p50", "p90", "p99", "max") if k in age}}
