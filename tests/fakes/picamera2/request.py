@@ -8,8 +8,6 @@ released (l. 106-152), after which the sensor writes the next frame into the sam
 
 from __future__ import annotations
 
-import numpy as np
-
 
 class CompletedRequest:
     def __init__(self, request, picam2):
