@@ -149,6 +149,9 @@ def cmd_run(args) -> int:
             raise
         finally:
             recorder.close()
+        # Written before the source is released: a camera whose stop hangs cannot lose it.
+        if output and result.status != "no_frames":
+            result.write(output)
     for line in summary_lines(result):
         print(line)
     if result.status == "no_frames":
@@ -157,7 +160,6 @@ def cmd_run(args) -> int:
         print(f"device: no frame was processed{where}", file=sys.stderr)
         return 1
     if output:
-        result.write(output)
         print(f"results: {output}" + (" (replaced the previous file)" if replaces else ""))
     if result.status == "source_error":
         print(f"device: error: {result.error}", file=sys.stderr)
