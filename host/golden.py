@@ -18,7 +18,8 @@ import numpy as np
 from device import golden
 from device.preprocess import to_unit
 from device.errors import UsageError
-from device.manifest import atomic_write_bytes, atomic_write_json, load_manifest, manifest_path_for
+from device.fsio import atomic_write_bytes, atomic_write_json
+from device.manifest import load_manifest, manifest_path_for
 
 N_FIRST = 2000     # MNIST test images 0..1999, the plain part of the set
 N_HARD = 100       # plus the hardest of the rest: where a changed kernel would flip a prediction
@@ -45,10 +46,10 @@ def _margins(model, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def photo_inputs(photos_dir: Path) -> tuple[list[np.ndarray], list[int], list[str]]:
     """The 28x28 inputs ``device.preprocess.prepare`` makes of the labelled photos (photos in
     which it finds no digit are left out: they have no model input)."""
-    from device.preprocess import prepare
-    from device.sources import _cv2
+    import cv2
 
-    cv2 = _cv2()
+    from device.preprocess import prepare
+
     with open(photos_dir / "labels.csv", newline="") as f:
         rows = sorted(csv.DictReader(f), key=lambda r: r["file"])
     xs, ys, names = [], [], []

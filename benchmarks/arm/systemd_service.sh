@@ -100,6 +100,7 @@ wait_active() {  # until the unit is active with a main PID other than $1
 run() {
     mkdir -p "$OUT"
     : > "$STEPS"
+    rm -rf "$OUT/reports"
     setup
     boot
     rm -f "$WORK/known_hosts-systemd"
