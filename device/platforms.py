@@ -13,7 +13,8 @@ under QEMU's cortex-a53, cortex-a72, cortex-a76 and cortex-a7 models, golden set
     features.  Exception: a /proc/cpuinfo without ARM processor entries (qemu-user 7.2 shows
     the x86 host's) makes the cpuinfo library inside LiteRT 2.x write past an array in
     ``cpuinfo_arm_linux_init`` (SIGSEGV while building the interpreter); 1.4.0's copy copes,
-    so such a target gets 1.4.0.
+    so such a target gets 1.4.0 (which has wheels for Python 3.10-3.12 only; 2.3.0 also has
+    3.13, Pi OS trixie's).
   * 32-bit userland (armv7l, or aarch64 kernel with 32-bit Pi OS on it, the default on a Pi 4
     and 5): tflite-runtime 2.14.0, the last release with armv7l wheels (Python <= 3.11, needs
     NEON).  numpy and OpenCV come from apt: PyPI has no armv7l wheels of either, and piwheels
@@ -147,6 +148,10 @@ def choose_runtime(machine: str, python: str, cpuinfo_text: str = "", picamera2:
         if minor < 10:
             raise Unsupported(f"ai-edge-litert needs Python >= 3.10 on {machine} (target has {python})")
         if cpu.implementer is None:
+            if minor > 12:
+                raise Unsupported(f"{machine} with a /proc/cpuinfo without ARM processor entries "
+                                  f"(emulation?): ai-edge-litert 2.x crashes reading it and "
+                                  f"{LITERT_NO_ARM_CPUINFO} has no wheel for Python {python}")
             return Choice("ai-edge-litert", [numpy, f"ai-edge-litert=={LITERT_NO_ARM_CPUINFO}", opencv],
                           f"{machine}, but /proc/cpuinfo has no ARM processor entries (emulation?): "
                           f"ai-edge-litert {LITERT_NO_ARM_CPUINFO}, as 2.x crashes reading such a "

@@ -51,6 +51,9 @@ def test_cpuinfo_without_arm_entries_gets_the_runtime_that_survives_it():
     c = choose_runtime("aarch64", "3.11", x86)
     assert f"ai-edge-litert=={LITERT_NO_ARM_CPUINFO}" in c.requirements
     assert "no ARM processor entries" in c.reason
+    with pytest.raises(Unsupported, match="no wheel for Python 3.13"):
+        choose_runtime("aarch64", "3.13", x86)
+    assert choose_runtime("aarch64", "3.13", cpuinfo("pi5-a76-aarch64.txt")).runtime == "ai-edge-litert"
 
 
 @pytest.mark.parametrize("machine,name,core", [

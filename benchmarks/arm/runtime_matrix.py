@@ -126,6 +126,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cpus", default=",".join(CPUS), help="CPU models, comma-separated")
     ap.add_argument("--runtimes", help="candidate names (default: all for the root's architecture)")
+    ap.add_argument("--ref-for", default="litert-2.3.0,tflite-2.14.0",
+                    help="candidates also run without XNNPACK (builtin reference kernels)")
     ap.add_argument("--host-cpuinfo", action="store_true",
                     help="leave the root's /proc/cpuinfo as qemu-user shows it (the host's)")
     ap.add_argument("--out", default=str(OUT))
@@ -151,7 +153,7 @@ def main(argv=None) -> int:
             for name in names:
                 if name not in RUNTIMES[arch]:
                     continue
-                for mode in ("xnnpack", "ref"):
+                for mode in ("xnnpack", "ref") if name in args.ref_for.split(",") else ("xnnpack",):
                     rc, out, err, secs = in_root(
                         root, cpu, ["python3", "/opt/mnist-edge/probe_runtime.py", RUNTIMES[arch][name], mode],
                         pythonpath=f"/opt/mnist-edge:/opt/rt/{name}")
