@@ -7,6 +7,8 @@
 #   sudo benchmarks/arm/emulated_matrix.sh run [CELL...]    # default: every cell, one at a time
 #   sudo benchmarks/arm/emulated_matrix.sh cells            # list the cells
 #
+#   ONLY="cpu-check deploy deployed choice" limits a run to those step groups, in place.
+#
 # Each cell: sshd inside the root on a loopback port, run under that CPU model (QEMU_CPU set
 # for sshd and, through sshd_config SetEnv, for every session, so deploy's pip, python and the
 # device verbs all run on it); the board's recorded /proc/cpuinfo (tests/data/cpuinfo/) bind-
@@ -135,9 +137,11 @@ run_cell() {  # $1: cell spec
     local root="$WORK/$arch" out="$RESULTS/$cell" key="$WORK/keys/client"
     [ -x "$root/usr/sbin/sshd" ] || die "no $arch root; run: $0 setup"
     mkdir -p "$out"
-    rm -f "$out"/*.log "$out"/*.json "$out"/*.jsonl 2>/dev/null || true
     local steps="$out/steps.jsonl"
-    : > "$steps"
+    if [ -z "${ONLY:-}" ]; then   # a full run starts clean; ONLY=... re-runs some steps in place
+        rm -f "$out"/*.log "$out"/*.json "$out"/*.jsonl 2>/dev/null || true
+        : > "$steps"
+    fi
     log "== $cell: $arch root, QEMU_CPU=$cpu, /proc/cpuinfo of $cpuinfo, sshd on 127.0.0.1:$port"
 
     mnt -t proc proc "$root/proc"
@@ -176,31 +180,44 @@ run_cell() {  # $1: cell spec
         log "   [$name] exit $rc ($(( $(date +%s) - t0 )) s): $(tail -n 1 "$logf" | cut -c1-160)"
         return 0
     }
+    want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
+    # The device verbs with one release's device CLI; $2 tags the result files.
+    device_steps() {
+        local dev="$1" t="$2"
+        step "info$t" "info$t.log" "${SSH[@]}" "$dev info"
+        step "bench$t" "bench$t.log" "${SSH[@]}" "$dev bench --runs 200 --warmup 10 --json bench$t.json"
+        "${SSH[@]}" "cat bench$t.json" > "$out/bench$t.json" 2>/dev/null || true
+        step "run$t" "run$t.log" "${SSH[@]}" "clip=\$(ls -1 $rdir/releases/*/bench/clip.avi | tail -n 1); \
+            $dev run --source \$clip --quiet --output run$t.json --frames-out run-frames$t.jsonl"
+        "${SSH[@]}" "cat run$t.json" > "$out/run$t.json" 2>/dev/null || true
+        "${SSH[@]}" "cat run-frames$t.jsonl" > "$out/run-frames$t.jsonl" 2>/dev/null || true
+        step "classify$t" "classify$t.jsonl" "${SSH[@]}" "$dev classify photos --labels photos/labels.csv --json"
+        step "golden$t" "golden$t.json" "${SSH[@]}" "$dev golden --json"
+        step "golden$t-ref" "golden$t-ref.json" "${SSH[@]}" "$dev golden --json --no-xnnpack"
+    }
     local rdir="mnist-edge-$cell" probe="/home/pi/probe_runtime.py"
     cp "$HERE/benchmarks/arm/probe_runtime.py" "$root$probe"
-    step cpu-check cpu-check.log "${SSH[@]}" "echo uname -m: \$(uname -m); echo QEMU_CPU=\$QEMU_CPU; python3 $probe isa"
-    step deploy deploy.log "$HERE/deploy.sh" --ssh-config "$sshcfg" --port "$port" --identity "$key" \
+    want cpu-check && step cpu-check cpu-check.log "${SSH[@]}" "echo uname -m: \$(uname -m); echo QEMU_CPU=\$QEMU_CPU; python3 $probe isa"
+    want deploy && step deploy deploy.log "$HERE/deploy.sh" --ssh-config "$sshcfg" --port "$port" --identity "$key" \
         --accept-new-host-key --bench --dir "$rdir" --reports "$out" pi@127.0.0.1
-    # Where deploy did not switch (e.g. its venv step failed), the newest release is used for
-    # the remaining steps with the venv the runtime choice asks for (see NOTES.md).
-    local dev="$rdir/current/bin/device"
-    if ! "${SSH[@]}" "test -e $rdir/current/bin/device" 2>/dev/null; then
-        step manual-venv manual-venv.log "${SSH[@]}" "set -e; rel=\$(ls -1d $rdir/releases/2* | tail -n 1); \
-            python3 -c 'import sys; sys.path.insert(0, \"'\$rel'\"); from device.platforms import choose_runtime; import platform; \
-            c = choose_runtime(platform.machine(), \"%d.%d\" % sys.version_info[:2], open(\"/proc/cpuinfo\").read()); \
-            print(c.reason); open(\"/tmp/reqs\", \"w\").write(\" \".join(c.requirements))'; \
-            python3 -m venv --system-site-packages $rdir/venv-manual && $rdir/venv-manual/bin/pip install -q \$(cat /tmp/reqs) \
-            && ln -sfn ../../venv-manual \$rel/venv && ln -sfn \$rel $rdir/manual && echo manual venv for \$rel"
-        dev="$rdir/manual/bin/device"
+    # What deploy.sh (as it is) installed, where it switched.
+    if want deployed && "${SSH[@]}" "test -e $rdir/current/bin/device" 2>/dev/null; then
+        device_steps "$rdir/current/bin/device" ""
     fi
-    step info info.log "${SSH[@]}" "$dev info"
-    step bench bench.log "${SSH[@]}" "$dev bench --runs 200 --warmup 10 --json bench.json && cat bench.json > /dev/null"
-    "${SSH[@]}" "cat bench.json" > "$out/bench.json" 2>/dev/null || true
-    step run run.log "${SSH[@]}" "clip=\$(ls -1 $rdir/releases/*/bench/clip.avi | tail -n 1); $dev run --source \$clip --quiet --output run.json"
-    "${SSH[@]}" "cat run.json" > "$out/run.json" 2>/dev/null || true
-    step classify classify.jsonl "${SSH[@]}" "$dev classify photos --labels photos/labels.csv --json"
-    step golden golden.json "${SSH[@]}" "$dev golden --json"
-    step golden-ref golden-ref.json "${SSH[@]}" "$dev golden --json --no-xnnpack"
+    # What device.platforms chooses for this target (the same code deploy is to use): a copy of
+    # the newest release with a venv made from the choice (pip requirements; apt packages are
+    # in the root already, see setup_root).
+    if want choice; then
+        step choice-venv choice-venv.log "${SSH[@]}" "set -e; rel=\$(ls -1d $rdir/releases/2* | tail -n 1); \
+            python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import platform, struct; \
+from device.platforms import choose_runtime; \
+c = choose_runtime(platform.machine(), \"%d.%d\" % sys.version_info[:2], open(\"/proc/cpuinfo\").read(), pointer_bits=struct.calcsize(\"P\") * 8); \
+print(c.reason); open(\"/tmp/reqs\", \"w\").write(\" \".join(c.requirements))' \$rel; \
+            rm -rf $rdir/choice $rdir/venv-choice; python3 -m venv --system-site-packages $rdir/venv-choice; \
+            $rdir/venv-choice/bin/pip install -q --disable-pip-version-check \$(cat /tmp/reqs); \
+            cp -a \$rel $rdir/choice; ln -sfn ../venv-choice $rdir/choice/venv; echo choice venv: \$(cat /tmp/reqs)"
+        device_steps "$rdir/choice/bin/device" "-choice"
+    fi
     teardown
     log "== $cell done: $out"
 }

@@ -7,8 +7,8 @@ Run as root on the workstation, after ``benchmarks/arm/emulated_matrix.sh`` buil
 For each CPU model (QEMU_CPU, in a Debian bookworm root under qemu-user, with the board's
 recorded /proc/cpuinfo bind-mounted over the root's, so code that reads it sees a Pi) and each
 candidate runtime (installed with its dependencies under ``<root>/opt/rt/<name>/`` by
-``emulated_matrix.sh``), ``probe_runtime.py`` loads the runtime step by step with and without
-XNNPACK and runs the golden set.  Outcome per cell: ok (golden identical), wrong (loads, but
+``emulated_matrix.sh``), ``probe_runtime.py`` loads the runtime step by step and runs the golden
+set, with XNNPACK, and for the candidates in ``--ref-for`` also without (builtin kernels).  Outcome per cell: ok (golden identical), wrong (loads, but
 predictions differ), crash (signal and last step reached, with the Python stack
 faulthandler printed), or error.  One cell at a time (2 shared cores).
 
