@@ -39,10 +39,10 @@ class SampleSaver:
 
     def __init__(self, collection: Collection, source: str, label: str = "", below: float | None = None,
                  count: int | None = None, every_s: float = 0.0, background: bool = False,
-                 out=sys.stdout, err=sys.stderr):
+                 out=None, err=None):
         self.collection, self.source, self.label = collection, source, label
         self.below, self.count, self.every_ns = below, count, int(every_s * 1e9)
-        self.out, self.err = out, err
+        self.out, self.err = out or sys.stdout, err or sys.stderr
         self.saved = self.dropped = self.failed = 0
         self._last_ns: int | None = None
         self._queue: queue.Queue | None = None

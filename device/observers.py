@@ -20,8 +20,8 @@ TOKEN_ENV = "MNIST_EDGE_PREVIEW_TOKEN"
 
 
 class Observers:
-    def __init__(self, preview=None, savers=(), out=sys.stdout):
-        self.preview, self.savers, self.out = preview, list(savers), out
+    def __init__(self, preview=None, savers=(), out=None):
+        self.preview, self.savers, self.out = preview, list(savers), out or sys.stdout
 
     @property
     def observers(self) -> list:

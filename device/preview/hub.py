@@ -48,11 +48,11 @@ class PreviewHub:
     """
 
     def __init__(self, budget_ms: float, fps: float = 10.0, width: int = 480, window_s: float = 5.0,
-                 stats_every_s: float = 0.5, ring: int = 50, err=sys.stderr):
+                 stats_every_s: float = 0.5, ring: int = 50, err=None):
         self.budget_ms, self.period, self.width = budget_ms, 1.0 / fps, width
         self.window_ns, self.stats_every_ns = int(window_s * 1e9), int(stats_every_s * 1e9)
         self.source = ""            # labels.csv's source column for saved samples
-        self.err = err
+        self.err = err or sys.stderr
         self._slot = None           # (frame, record): written by the loop, read by the publisher
         self._timings: deque = deque(maxlen=50_000)  # bounded even if the publisher stalls
         self._window: deque = deque()
