@@ -3,7 +3,6 @@ the size cap, concurrent writers, and the verbs that fill them (device collect, 
 --collect-uncertain) on a real replay clip with the shipped model."""
 
 import csv
-import os
 import threading
 from pathlib import Path
 

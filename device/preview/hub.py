@@ -3,10 +3,13 @@ thread that turns the latest frame into what the page shows.
 
 The loop's thread only swaps a reference into a one-frame slot (latest wins: a frame the
 publisher had no time for is simply replaced, never queued) and appends one tuple of stage
-timings to a deque.  The publisher thread wakes at most ``fps`` times a second; while someone
-watches, it draws the digit boxes on the latest frame, encodes it as JPEG, encodes each digit's
+timings to a deque.  At most ``fps`` times a second it also wakes the publisher thread, right
+after a frame: with a camera the loop then waits ~30 ms for the next frame, and the publisher
+does its work in that gap instead of beside the next frame's processing.  While someone
+watches, the publisher draws the digit boxes on the latest frame, encodes it as JPEG, encodes each digit's
 28x28 model input as PNG, and keeps the digits' samples for the label buttons.  Every
-``stats_every_s`` it turns the timings of the last ``window_s`` seconds into p50/p99 per stage,
+``stats_every_s`` it turns the timings of the last ``window_s`` seconds (at most
+``WINDOW_MAX`` frames, so the cost stays bounded at thousands of fps) into p50/p99 per stage,
 fps, the within-budget share, RSS and the no-digit count.  OpenCV releases the GIL while it
 encodes, so on a multi-core board the loop keeps its core.
 
@@ -32,6 +35,7 @@ from device.system import memory_kb
 STAGES = ("capture", "preprocess", "inference", "postprocess", "total")
 MAX_VIEWERS = 8          # concurrent streams (a Pi serves a person, not an audience)
 JPEG_QUALITY = 75
+WINDOW_MAX = 4096        # frames in the statistics window at most
 
 
 class Busy(Exception):
@@ -49,13 +53,13 @@ class PreviewHub:
 
     def __init__(self, budget_ms: float, fps: float = 10.0, width: int = 480, window_s: float = 5.0,
                  stats_every_s: float = 0.5, ring: int = 50, err=None):
-        self.budget_ms, self.period, self.width = budget_ms, 1.0 / fps, width
+        self.budget_ms, self.period_ns, self.width = budget_ms, int(1e9 / fps), width
         self.window_ns, self.stats_every_ns = int(window_s * 1e9), int(stats_every_s * 1e9)
         self.source = ""            # labels.csv's source column for saved samples
         self.err = err or sys.stderr
         self._slot = None           # (frame, record): written by the loop, read by the publisher
         self._timings: deque = deque(maxlen=50_000)  # bounded even if the publisher stalls
-        self._window: deque = deque()
+        self._window: deque = deque(maxlen=WINDOW_MAX)
         self._samples: deque = deque(maxlen=ring)
         self._cond = threading.Condition()
         self._items: dict[str, tuple[int, bytes]] = {}
@@ -64,6 +68,8 @@ class PreviewHub:
         self.viewers = 0
         self.frames = self.no_digit = self.published = 0
         self._t0 = time.perf_counter_ns()
+        self._due = 0             # when the loop next wakes the publisher
+        self._wake = threading.Event()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="preview-publisher", daemon=True)
 
@@ -73,21 +79,29 @@ class PreviewHub:
 
     # -- the loop's side: O(1), no lock, no I/O -----------------------------------------------
     def __call__(self, frame, record) -> None:
+        now = time.perf_counter_ns()
         self._slot = (frame, record)
-        self._timings.append((time.perf_counter_ns(), record.capture_ns, record.preprocess_ns,
+        self._timings.append((now, record.capture_ns, record.preprocess_ns,
                               -1 if record.inference_ns is None else record.inference_ns,
                               record.postprocess_ns, record.total_ns, not record.digits))
+        if now >= self._due:
+            self._due = now + self.period_ns
+            self._wake.set()
 
     # -- the publisher thread ------------------------------------------------------------------
     def _run(self) -> None:
         last, next_stats, failed = None, 0, False
-        while not self._closed.wait(self.period):
+        while True:
+            self._wake.wait(self.stats_every_ns / 1e9)   # a stalled camera still gets its stats
+            self._wake.clear()
+            if self._closed.is_set():
+                return
             try:
                 now = time.perf_counter_ns()
                 self._drain(now)
                 if now >= next_stats and self.viewers:
                     next_stats = now + self.stats_every_ns
-                    self._publish("stats", self._stats(now))
+                    self._publish(stats=self._event("stats", self._stats(now)))
                 slot = self._slot
                 if slot is not None and slot is not last and self.viewers:
                     last = slot
@@ -117,7 +131,7 @@ class PreviewHub:
         if not n:
             return out
         a = np.array(self._window, dtype=np.int64)
-        span = min(self.window_ns, now - self._t0)
+        span = now - int(a[0, 0])   # since the oldest frame held: right whether or not the cap cut it
         out["fps"] = round(n / (span / 1e9), 2) if span > 0 else None
         out["within_budget"] = round(float(np.mean(a[:, 5] <= self.budget_ms * 1e6)), 4)
         out["no_digit_window"] = int(a[:, 6].sum())
@@ -142,19 +156,24 @@ class PreviewHub:
         for d, s in zip(record.digits, samples):
             ok, png = cv2.imencode(".png", s.model_input)
             digits.append({**d.to_json(), "input": "data:image/png;base64," + base64.b64encode(png.tobytes()).decode()})
-        self._publish("frame", {"seq": seq, "frame": frame.index, "name": frame.name or None,
+        event = self._event("frame", {"seq": seq, "frame": frame.index, "name": frame.name or None,
                                 "prediction": record.prediction, "confidence": round(record.confidence, 4),
                                 "text": record.text, "reason": record.reason or None, "digits": digits,
                                 "size": [int(img.shape[1]), int(img.shape[0])],
                                 "total_ms": round(record.total_ns / 1e6, 4)})
-        self._publish("jpeg", jpeg, encoded=True)
+        self._publish(frame=event, jpeg=jpeg)
         self.published += 1
 
-    def _publish(self, kind: str, doc, encoded: bool = False) -> None:
-        data = doc if encoded else f"event: {kind}\ndata: {json.dumps(doc, allow_nan=False)}\n\n".encode()
+    @staticmethod
+    def _event(kind: str, doc: dict) -> bytes:
+        return f"event: {kind}\ndata: {json.dumps(doc, allow_nan=False)}\n\n".encode()
+
+    def _publish(self, **items: bytes) -> None:
+        """Make ``items`` the newest of their kinds, in one wake-up of the streams."""
         with self._cond:
             self._version += 1
-            self._items[kind] = (self._version, data)
+            for kind, data in items.items():
+                self._items[kind] = (self._version, data)
             self._cond.notify_all()
 
     # -- the handlers' side -------------------------------------------------------------------
@@ -190,6 +209,7 @@ class PreviewHub:
 
     def close(self) -> None:
         self._closed.set()
+        self._wake.set()
         with self._cond:
             self._cond.notify_all()
         if self._thread.is_alive():
