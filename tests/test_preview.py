@@ -202,6 +202,35 @@ def test_streams_carry_the_latest_frame_and_drop_the_rest(served, records):
     assert hub.frames == fed[0] and hub.published <= 20 * 4.5 + 2 and fed[0] > 4 * hub.published
 
 
+def test_idle_connections_beyond_the_cap_are_turned_away(served):
+    from device.preview.server import MAX_CONNECTIONS
+
+    server, _ = served("0.0.0.0")
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(MAX_CONNECTIONS)]
+    try:
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        extra.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert extra.recv(100) == b""        # closed without an answer
+        extra.close()
+    finally:
+        for s in idle:
+            s.close()
+    time.sleep(0.3)
+    assert request(server, "GET", "/", {"X-Preview-Token": server.token})[0].status == 200
+
+
+def test_draw_handles_gray_and_colour_frames(records):
+    from device.preview.hub import draw
+
+    frame, rec = next((f, r) for f, r in records if r.digits)
+    for img in (frame.image, cv2.cvtColor(frame.image, cv2.COLOR_GRAY2BGR)):
+        out = draw(img, rec, width=480)
+        assert out.shape == (*img.shape[:2], 3) and not np.array_equal(out[..., 1], out[..., 0])
+    big = cv2.resize(frame.image, None, fx=8, fy=8)
+    assert draw(big, rec, width=480).shape[1] == 480
+
+
 def test_nothing_is_encoded_while_nobody_watches(served, records):
     server, hub = served("127.0.0.1", fps=30)
     for frame, rec in records:

@@ -46,6 +46,7 @@ MIN_TOKEN = 16
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 HEARTBEAT_S = 15
 MAX_BODY = 1024
+MAX_CONNECTIONS = 32
 
 
 def hostport(host: str, port: int) -> str:
@@ -63,10 +64,32 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True   # a restart may bind while old connections linger in TIME_WAIT
 
+    def __init__(self, *args, **kwargs):
+        # One thread per connection, at most MAX_CONNECTIONS: a flood of idle connections (no
+        # token needed to open one) is turned away instead of exhausting a Pi's threads.
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
     def server_bind(self):
         # HTTPServer.server_bind looks up the FQDN of the address: a DNS wait on a Pi offline.
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class PreviewServer:
