@@ -52,13 +52,13 @@ def _add_preview(p):
     g.add_argument("--preview-token", metavar="TOKEN",
                    help="the preview's access token (default: $MNIST_EDGE_PREVIEW_TOKEN, else a "
                         "new random one for a non-local address; printed in the URL)")
-    g.add_argument("--preview-fps", type=number(float, lo=0.5, hi=30, flag="--preview-fps"), default=10.0, metavar="N",
-                   help="most frames per second the page gets (encoding runs off the loop's thread)")
+    g.add_argument("--preview-fps", type=number(float, lo=0.5, hi=30, flag="--preview-fps"), default=10.0,
+                   metavar="N", help="most frames per second the page gets (encoding runs off the loop's thread)")
     g.add_argument("--collection", metavar="DIR", default="collection",
                    help="where the page's label buttons and `device collect` save samples "
                         "(images + labels.csv; created if missing)")
-    g.add_argument("--collect-max-mb", type=positive(float, "--collect-max-mb"), default=200.0, metavar="MB",
-                   help="cap on a collection folder; the oldest samples are evicted first")
+    g.add_argument("--collect-max-mb", type=positive(float, "--collect-max-mb"), default=200.0,
+                   metavar="MB", help="cap on a collection folder; the oldest samples are evicted first")
     g.add_argument("--collect-every", type=number(float, lo=0, flag="--collect-every"), default=0.0,
                    metavar="S", help="save at most one sample every S seconds")
 
@@ -310,8 +310,8 @@ def cmd_make_clip(args) -> int:
     return 0
 
 
-VERBS = {"run": cmd_run, "collect": cmd_collect, "bench": cmd_bench, "classify": cmd_classify, "info": cmd_info,
-         "make-clip": cmd_make_clip}
+VERBS = {"run": cmd_run, "collect": cmd_collect, "bench": cmd_bench, "classify": cmd_classify,
+         "info": cmd_info, "make-clip": cmd_make_clip}
 
 
 def main(argv=None) -> int:

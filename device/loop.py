@@ -5,9 +5,11 @@ The loop only wires: :mod:`device.step` processes a frame, :mod:`device.recorder
 statistics and side files, and *observers* (the live preview, sample collection) see each
 frame and its record after that.  An observer runs on the loop's thread, so it must return at
 once (hand work to its own thread, drop rather than queue); it may end the run by returning a
-reason (``device collect`` stops when it has its samples).  SIGINT / SIGTERM end the run cleanly (the results are written
-complete): between frames through a flag, and while the loop waits for a frame (a stalled
-camera, a paced replay) by interrupting the wait.  A camera that stops delivering is recorded
+reason (``device collect`` stops when it has its samples).
+
+SIGINT / SIGTERM end the run cleanly (the results are written complete): between frames
+through a flag, and while the loop waits for a frame (a stalled camera, a paced replay) by
+interrupting the wait.  A camera that stops delivering is recorded
 as a source error.
 """
 
