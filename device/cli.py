@@ -60,7 +60,8 @@ def _add_preview(p):
     g.add_argument("--collect-max-mb", type=positive(float, "--collect-max-mb"), default=200.0,
                    metavar="MB", help="cap on a collection folder; the oldest samples are evicted first")
     g.add_argument("--collect-every", type=number(float, lo=0, flag="--collect-every"), default=0.0,
-                   metavar="S", help="save at most one sample every S seconds")
+                   metavar="S", help="`device collect` and --collect-uncertain save at most one "
+                   "sample every S seconds (a camera repeats the same view 30 times a second)")
 
 
 def build_parser() -> Parser:
