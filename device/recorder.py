@@ -37,9 +37,9 @@ class RecordOptions:
 
 
 class Recorder:
-    def __init__(self, opts: RecordOptions, model_info: dict, timing: dict, out=sys.stdout, err=sys.stderr):
+    def __init__(self, opts: RecordOptions, model_info: dict, timing: dict, out=None, err=None):
         self.opts, self.model_info, self.timing = opts, model_info, timing
-        self.out, self.err = out, err
+        self.out, self.err = out or sys.stdout, err or sys.stderr   # per instance: stdout may be redirected
         self.stats = {name: Stat() for name in RUN_STAGES}
         self.counts = {"no_digit": 0, "digits": 0}
         self.predictions = np.zeros(10, dtype=np.int64)
