@@ -154,13 +154,13 @@ class PreviewHub:
         self._samples.append((seq, samples))
         digits = []
         for d, s in zip(record.digits, samples):
-            ok, png = cv2.imencode(".png", s.model_input)
-            digits.append({**d.to_json(), "input": "data:image/png;base64," + base64.b64encode(png.tobytes()).decode()})
-        event = self._event("frame", {"seq": seq, "frame": frame.index, "name": frame.name or None,
-                                "prediction": record.prediction, "confidence": round(record.confidence, 4),
-                                "text": record.text, "reason": record.reason or None, "digits": digits,
-                                "size": [int(img.shape[1]), int(img.shape[0])],
-                                "total_ms": round(record.total_ns / 1e6, 4)})
+            png = cv2.imencode(".png", s.model_input)[1].tobytes()
+            digits.append({**d.to_json(), "input": "data:image/png;base64," + base64.b64encode(png).decode()})
+        event = self._event("frame", {
+            "seq": seq, "frame": frame.index, "name": frame.name or None, "prediction": record.prediction,
+            "confidence": round(record.confidence, 4), "text": record.text, "reason": record.reason or None,
+            "digits": digits, "size": [int(img.shape[1]), int(img.shape[0])],
+            "total_ms": round(record.total_ns / 1e6, 4)})
         self._publish(frame=event, jpeg=jpeg)
         self.published += 1
 
