@@ -1,6 +1,6 @@
 """A collection of samples: what the device saw, for labelling and fine-tuning (``host finetune``).
 
-The folder format (the contract with ``host finetune``; :func:`read_collection` reads it):
+The folder format (the contract with ``host finetune``, which reads it):
 
 * ``labels.csv`` with the header ``file,label,prediction,confidence,source,created``: ``file``
   is a crop of the camera frame (PNG, gray or BGR: the digit's region with a margin),
@@ -284,30 +284,3 @@ def read_rows(path: Path, flag: str = "labels.csv") -> tuple[list[str], list[dic
     rows = [{k: (v or "").strip() for k, v in row.items() if k is not None}
             for row in reader if any((v or "").strip() for v in row.values() if isinstance(v, str))]
     return header, rows
-
-
-def read_collection(folder, labelled_only: bool = False) -> list[dict]:
-    """The samples of a collection, oldest first: each row of labels.csv (strings, as written)
-    plus ``path`` (the crop) and ``input`` (the 28x28 uint8 model input, or None when its file
-    is missing).  ``labelled_only``: only rows labelled 0-9 or none.  Raises UsageError for a
-    folder that is not a collection, or a label outside 0-9 / none / empty."""
-    import cv2
-
-    folder = Path(folder)
-    csv_path = folder / CSV_NAME
-    if not csv_path.is_file():
-        raise UsageError(f"{folder} is not a collection: it has no {CSV_NAME}")
-    _, rows = read_rows(csv_path, str(folder))
-    out = []
-    for n, row in enumerate(rows, start=2):
-        if row["label"] not in LABELS:
-            raise UsageError(f"{csv_path} row {n}: label {row['label']!r} is not 0-9, none or empty")
-        if labelled_only and not row["label"]:
-            continue
-        files = _files_of(row)
-        inp = None
-        if files and (folder / files[1]).is_file():
-            inp = cv2.imread(str(folder / files[1]), cv2.IMREAD_GRAYSCALE)
-        out.append({**row, "path": str(folder / row["file"]),
-                    "input": inp if inp is not None and inp.shape == (28, 28) else None})
-    return out
