@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", metavar="CSV", help="labels.csv with columns file,label")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
 
+    p = sub.add_parser("golden", help="check the model's predictions on the golden set",
+                       formatter_class=FMT, description="Run the shipped golden inputs (MNIST test "
+                       "digits and preprocessed photos) and compare with the predictions recorded "
+                       "on the host; exit 1 if any differs.")
+    _add_model(p)
+    p.add_argument("--json", action="store_true", help="one JSON object (with the differing indices)")
+
     sub.add_parser("info", help="board, CPU, runtimes, cameras", formatter_class=FMT,
                    description="What this machine is and what the device side can use on it.")
 
@@ -157,6 +164,12 @@ def cmd_classify(args) -> int:
     return classify_files(_model(args), args.images, args.labels, args.json)
 
 
+def cmd_golden(args) -> int:
+    from device.golden import report
+
+    return report(_model(args), args.json)
+
+
 def cmd_info(args) -> int:
     from device.info import info_lines
 
@@ -175,8 +188,8 @@ def cmd_make_clip(args) -> int:
     return 0
 
 
-VERBS = {"run": cmd_run, "bench": cmd_bench, "classify": cmd_classify, "info": cmd_info,
-         "make-clip": cmd_make_clip}
+VERBS = {"run": cmd_run, "bench": cmd_bench, "classify": cmd_classify, "golden": cmd_golden,
+         "info": cmd_info, "make-clip": cmd_make_clip}
 
 
 def main(argv=None) -> int:
