@@ -43,7 +43,7 @@ EOF
 }
 
 say() { printf 'deploy: %s\n' "$*"; }
-STEP="start" NOTE="" DIED=0 CTL=""
+STEP="start" NOTE="" DIED=0 CTL="" MUXDIR=""
 step() { STEP="$1"; say "[$1] ${2:-}"; }
 # die MESSAGE [STATUS]: one line on stderr (past the transfer it says what `current` is); the
 # EXIT trap then cleans up.
@@ -108,14 +108,12 @@ REPORTS="${REPORTS:-$HERE/reports}"
 RPATH="${RDIR#\~/}"     # for rsync/tar/cat: relative to the remote home unless absolute
 
 # --- ssh plumbing ----------------------------------------------------------------------------
-TMP="${TMPDIR:-/tmp}"
-[[ "$TMP" != *[[:space:]\'\"\\]* ]] || TMP=/tmp     # the rsync -e wrapper path must split cleanly
-CTL="$(mktemp -d "$TMP/mnist-edge-deploy.XXXXXX")"
 cleanup() {
-    if [ -S "$CTL/mux" ]; then
-        ssh -o ControlPath="$CTL/mux" -O exit "$TARGET" >/dev/null 2>&1 || true
+    if [ -S "$MUXDIR/mux" ]; then
+        ssh -o ControlPath="$MUXDIR/mux" -O exit "$TARGET" >/dev/null 2>&1 || true
     fi
-    rm -rf "$CTL"
+    [ -z "$CTL" ] || rm -rf "$CTL"
+    [ -z "$MUXDIR" ] || rm -rf "$MUXDIR"
 }
 on_exit() {
     local rc=$?
@@ -123,15 +121,21 @@ on_exit() {
     if [ "$rc" -ne 0 ] && [ "$DIED" = 0 ]; then
         printf 'deploy: error: step %s failed (exit %s)%s\n' "$STEP" "$rc" "${NOTE:+; $NOTE}" >&2
     fi
-    [ -z "$CTL" ] || cleanup
+    cleanup
     exit "$rc"
 }
 trap on_exit EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+TMP="${TMPDIR:-/tmp}"
+[[ "$TMP" != *[[:space:]\'\"\\]* ]] || TMP=/tmp     # the rsync -e wrapper path must split cleanly
+CTL="$(mktemp -d "$TMP/mnist-edge-deploy.XXXXXX")"
+# The control socket's path must fit a unix socket (107 bytes; ssh adds 17 while creating it).
+MUXDIR="$CTL"
+[ "${#CTL}" -le 80 ] || MUXDIR="$(mktemp -d /tmp/mnist-edge-ssh.XXXXXX)"
 
 SSH_OPTS=(-p "$PORT" -o BatchMode=yes -o ConnectTimeout=8 -o ServerAliveInterval=10
-          -o ControlMaster=auto -o ControlPath="$CTL/mux" -o ControlPersist=120)
+          -o ControlMaster=auto -o ControlPath="$MUXDIR/mux" -o ControlPersist=120)
 [ -z "$SSH_CONFIG" ] || SSH_OPTS=(-F "$SSH_CONFIG" "${SSH_OPTS[@]}")
 [ -z "$IDENTITY" ] || SSH_OPTS+=(-i "$IDENTITY" -o IdentitiesOnly=yes)
 [ "$ACCEPT_NEW" = 0 ] || SSH_OPTS+=(-o StrictHostKeyChecking=accept-new)
@@ -227,7 +231,7 @@ fi
 
 # --- payload (here), then preflight --------------------------------------------------------
 step package "device side + model"
-"$PYTHON" "$RELPY" pack --model "$MODEL" --out "$CTL/payload" --root "$RDIR" >"$CTL/pack.json" 2>"$CTL/pack.err" \
+"$PYTHON" "$RELPY" pack "--model=$MODEL" "--out=$CTL/payload" "--root=$RDIR" >"$CTL/pack.json" 2>"$CTL/pack.err" \
     || { why="$(local_error "$CTL/pack.err")"; [ -n "$why" ] || cat "$CTL/pack.err" >&2; die "${why:-could not build the payload}" 2; }
 RELEASE="$("$PYTHON" "$RELPY" field "$CTL/pack.json" release)"
 CONTENT="$("$PYTHON" "$RELPY" field "$CTL/pack.json" content)"

@@ -58,8 +58,8 @@ import tempfile
 import time
 
 RELEASE_FORMAT = 1        # RELEASE.json; 1: release, content, git, model_sha256, ... + install fields
-NAME_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9]{1,40}-[0-9a-f]{12}$")
-CONTENT_RE = re.compile(r"^[0-9a-f]{12}$")
+NAME_RE = re.compile(r"[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9]{1,40}-[0-9a-f]{12}")
+CONTENT_RE = re.compile(r"[0-9a-f]{12}")
 UNIT = "mnist-edge.service"
 MIN_FREE_KB = 400_000
 # The /proc/cpuinfo keys device.platforms.parse_cpuinfo reads; `status` sends only these lines
@@ -115,7 +115,7 @@ class Root:
         self.current = os.path.join(self.path, "current")
 
     def release(self, name: str, must_exist: bool = True) -> str:
-        if not NAME_RE.match(name or ""):
+        if not NAME_RE.fullmatch(name or ""):
             raise Refused(f"bad release name {ascii(name)}")
         path = os.path.join(self.releases, name)
         if must_exist and not os.path.isdir(path):
@@ -128,11 +128,11 @@ class Root:
         except OSError:
             return None
         name = os.path.basename(target)
-        return name if NAME_RE.match(name) and os.path.isdir(os.path.join(self.releases, name)) else None
+        return name if NAME_RE.fullmatch(name) and os.path.isdir(os.path.join(self.releases, name)) else None
 
     def names(self) -> list:
         try:
-            return sorted(n for n in os.listdir(self.releases) if NAME_RE.match(n))
+            return sorted(n for n in os.listdir(self.releases) if NAME_RE.fullmatch(n))
         except OSError:
             return []
 
@@ -408,7 +408,8 @@ def step_install(root: Root, payload: str) -> dict:
                     facts_key=facts_key(facts), venv=f"venvs/{key}", machine=facts["machine"],
                     python=facts["python"], installed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         write_json(os.path.join(dest, "RELEASE.json"), meta)
-        tf = _run([os.path.join(dest, "venv", "bin", "python"), "-c", "import tensorflow"], timeout=120)
+        tf = _run([os.path.join(dest, "venv", "bin", "python"), "-c",      # find, not import: seconds
+                   "import importlib.util, sys; sys.exit(importlib.util.find_spec('tensorflow') is None)"])
         if tf and tf.returncode == 0:
             say("warning: TensorFlow is importable in the venv (system site-packages); the device side does not use it")
         say(f"installed releases/{name} (venv venvs/{key}{', new' if created else ', reused'})")
@@ -690,9 +691,10 @@ def step_service(root: Root) -> dict:
 # --- workstation steps ---------------------------------------------------------------------
 
 WRAPPER = """#!/bin/sh
-# The device CLI of this release, with this release's venv and code.
+# The device CLI of this release, with this release's venv and code.  Not `python -m`: that puts
+# the working directory first on sys.path, and a `device/` folder there would run instead.
 here="$(cd "$(dirname "$0")/.." && pwd -P)"
-PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" exec "$here/venv/bin/python" -m device.cli "$@"
+exec "$here/venv/bin/python" -c 'import sys; sys.path[0] = sys.argv.pop(1); from device.cli import main; sys.exit(main())' "$here" "$@"
 """
 
 
@@ -734,7 +736,7 @@ def step_pack(model: str, out: str, root: str | None) -> dict:
     os.chmod(os.path.join(out, "bin", "device"), 0o755)
     content = content_hash(out)
     r = _run(["git", "-C", os.path.dirname(pkg), "rev-parse", "--short", "HEAD"])
-    git = r.stdout.strip() if r and r.returncode == 0 and re.match(r"^[0-9a-f]{4,40}$", r.stdout.strip()) else "nogit"
+    git = r.stdout.strip() if r and r.returncode == 0 and re.fullmatch(r"[0-9a-f]{4,40}", r.stdout.strip()) else "nogit"
     name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{git}-{content}"
     meta = {"format": RELEASE_FORMAT, "release": name, "content": content, "git": git,
             "model_sha256": sha, "model": os.path.basename(model), "packed_on": os.uname().nodename}
@@ -766,9 +768,9 @@ def check_status(doc, content: str) -> list:
         bad("status", doc, "a JSON object with facts")
     f = doc["facts"]
     machine, python, free_kb = f.get("machine"), f.get("python"), f.get("free_kb")
-    if not (isinstance(machine, str) and re.match(r"^[a-z0-9_]{1,20}$", machine)):
+    if not (isinstance(machine, str) and re.fullmatch(r"[a-z0-9_]{1,20}", machine)):
         bad("machine", machine, "an architecture name (uname -m)")
-    if not (isinstance(python, str) and re.match(r"^3\.[0-9]{1,2}$", python)):
+    if not (isinstance(python, str) and re.fullmatch(r"3\.[0-9]{1,2}", python)):
         bad("python", python, "a version 3.N")
     if not (type(free_kb) is int and 0 <= free_kb < 2 ** 53):
         bad("free_kb", free_kb, "a number of KB")
@@ -784,7 +786,7 @@ def check_status(doc, content: str) -> list:
         bad("up_to_date", doc.get("up_to_date"), "true or false")
     cur = doc.get("current")
     if cur is not None:
-        if not (isinstance(cur, dict) and isinstance(cur.get("release"), str) and NAME_RE.match(cur["release"])):
+        if not (isinstance(cur, dict) and isinstance(cur.get("release"), str) and NAME_RE.fullmatch(cur["release"])):
             bad("current.release", cur.get("release") if isinstance(cur, dict) else cur, "a release name")
     try:
         choice = choose_runtime(machine, python, f["cpuinfo"], f["picamera2"] != "absent")
@@ -887,7 +889,7 @@ def run(args) -> dict:
         return {"lines": lines}
     root = Root(args.root)
     if s == "status":
-        if args.content is not None and not CONTENT_RE.match(args.content):
+        if args.content is not None and not CONTENT_RE.fullmatch(args.content):
             raise Refused(f"bad --content {ascii(args.content)}")
         return step_status(root, args.content)
     if s == "install":
