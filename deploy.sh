@@ -314,6 +314,7 @@ bench() {
     if [ "$rc" != 0 ]; then
         if [ "$(answer within_budget)" = no ]; then
             STEP=gate
+            [ "$UP_TO_DATE" = no ] || die "gate: p99 per-frame total on $HOST is $p99 ms, over the $BUDGET ms budget; it is the current release already (nothing to switch)"
             die "gate: p99 per-frame total on $HOST is $p99 ms, over the $BUDGET ms budget; current not switched (release $rel kept for inspection)"
         fi
         [ "$rc" != 255 ] || die "lost the SSH connection to $HOST during step $STEP"

@@ -204,14 +204,6 @@ def content_hash(folder: str) -> str:
     return h.hexdigest()[:12]
 
 
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 # --- facts ---------------------------------------------------------------------------------
 
 def _run(cmd: list, timeout: float = 20) -> subprocess.CompletedProcess | None:
@@ -368,7 +360,7 @@ def step_install(root: Root, payload: str) -> dict:
         raise Refused(f"payload {payload} does not match its content hash (incomplete transfer?); send it again")
     sys.path.insert(0, payload)      # the code being installed decides, not whatever ran before
     from device.errors import UsageError
-    from device.manifest import load_manifest
+    from device.manifest import load_manifest, sha256_file
     from device.platforms import Unsupported, choose_runtime
 
     model = os.path.join(payload, "device", "models", "model.tflite")
@@ -704,7 +696,7 @@ def step_pack(model: str, out: str, root: str | None) -> dict:
     if root is not None:
         check_root(root)      # refuse a --dir the target would refuse, before connecting
     from device.errors import UsageError
-    from device.manifest import load_manifest
+    from device.manifest import load_manifest, sha256_file
 
     manifest_path = os.path.splitext(model)[0] + ".json"
     if not os.path.isfile(model):

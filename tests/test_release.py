@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from device import release
+from device.manifest import sha256_file
 from device.platforms import parse_cpuinfo
 from tests.conftest import ROOT, SHIPPED
 
@@ -361,7 +362,7 @@ def test_install_smoke_switch_status_as_ansible_would(tmp_path):
     bad.mkdir()
     (bad / "model.tflite").write_bytes(b"\x00" * 4 + b"TFL3" + b"\x00" * 100)
     man = copy.deepcopy(json.loads(SHIPPED.with_suffix(".json").read_text()))
-    man["sha256"] = release.sha256_file(str(bad / "model.tflite"))
+    man["sha256"] = sha256_file(bad / "model.tflite")
     (bad / "model.json").write_text(json.dumps(man))
     r, a = pack(top / "incoming", bad / "model.tflite", name="bad")
     rc, a, _ = step(top, "install", "--payload=incoming/bad")
