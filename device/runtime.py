@@ -115,7 +115,9 @@ class Model:
     """One loaded ``.tflite`` with its interpreter, built once.
 
     Args:
-        path: the model file; its manifest (same name, ``.json``) is checked when present.
+        path: the model file (default: the shipped model, which must have its manifest); its
+            manifest (same name, ``.json``) is checked when present.  A user model without
+            one runs, recorded as ``verified: "unverified"``.
         threads: interpreter threads.
         xnnpack: False builds the interpreter without default delegates (no XNNPACK).
         verify: check the sha256 against the manifest beside the model.
@@ -127,7 +129,9 @@ class Model:
 
     def __init__(self, path: str | os.PathLike | None = None, threads: int = 1, xnnpack: bool = True,
                  verify: bool = True, runtime: str | None = None):
+        t_load = time.perf_counter_ns()
         self.path = Path(path) if path else DEFAULT_MODEL
+        self.shipped = path is None or self.path.resolve() == DEFAULT_MODEL
         if threads < 1:
             raise UsageError(f"--threads must be >= 1 (got {threads})")
         try:
@@ -141,19 +145,27 @@ class Model:
         self.sha256 = sha256_bytes(data)
         self.bytes = len(data)
         self.manifest = None
+        self.verified = "unverified"
         mpath = manifest_path_for(self.path)
         if mpath.is_file():
             self.manifest = load_manifest(mpath)
-            if verify and self.manifest.get("sha256") != self.sha256:
-                raise UsageError(f"{self.path} does not match its manifest {mpath.name} (sha256 "
-                                 f"{self.sha256[:12]} != {str(self.manifest.get('sha256'))[:12]}); "
-                                 "re-copy the model or regenerate the manifest")
+            if verify:
+                if self.manifest.get("sha256") != self.sha256:
+                    raise UsageError(f"{self.path} does not match its manifest {mpath.name} (sha256 "
+                                     f"{self.sha256[:12]} != {str(self.manifest.get('sha256'))[:12]}); "
+                                     "re-copy the model or regenerate the manifest")
+                self.verified = "manifest"
+        elif self.shipped and verify:
+            # The shipped model is only ever run as the file its manifest describes: without
+            # the manifest a damaged or replaced file would run unnoticed.
+            raise UsageError(f"the shipped model's manifest {mpath} is missing, so {self.path.name} "
+                             "cannot be verified; reinstall mnist-edge (or deploy again)")
         self.threads = threads
         self.xnnpack = xnnpack
         self.backend = load_backend(runtime)
         t0 = time.perf_counter_ns()
         self.interpreter = self._build(data)
-        self.init_ms = (time.perf_counter_ns() - t0) / 1e6
+        self.interpreter_init_ms = (time.perf_counter_ns() - t0) / 1e6
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
@@ -169,6 +181,7 @@ class Model:
                              "class scores")
         self._in_index = self.input["index"]
         self._out_index = self.output["index"]
+        self.load_ms = (time.perf_counter_ns() - t_load) / 1e6
 
     def _build(self, data: bytes):
         mod = self.backend.module
@@ -219,5 +232,10 @@ class Model:
             "arch": (self.manifest or {}).get("arch"),
             "input": _tensor_info(self.input), "output": _tensor_info(self.output),
             "runtime": self.backend.name, "runtime_version": self.backend.version,
-            "threads": self.threads, "xnnpack": self.xnnpack,
+            "threads": self.threads, "xnnpack": self.xnnpack, "verified": self.verified,
         }
+
+    def timing(self) -> dict:
+        """``model_load_ms``: read + verify + build + checks; ``interpreter_init_ms``: the
+        interpreter's construction and tensor allocation alone."""
+        return {"model_load_ms": self.load_ms, "interpreter_init_ms": self.interpreter_init_ms}
