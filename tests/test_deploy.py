@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from device import schema
 from device.fsio import atomic_write_json
 from device.manifest import sha256_file
 from tests import sshd
@@ -122,10 +123,10 @@ def test_deploy_bench_noop_smoke_failure_gate_service_rollback(target, tmp_path,
     files = sorted((reports / "127.0.0.1").glob("*.json"))
     assert {f.name.split("-")[0] for f in files} == {"bench", "run"}
     for f in files:
-        res = json.loads(f.read_text())
-        assert res["schema_version"] == 1 and res["model"]["sha256"] == sha256_file(SHIPPED)
-    run_res = json.loads(next(f for f in files if f.name.startswith("run")).read_text())
-    assert run_res["frames"] > 100 and run_res["status"] == "ok"
+        res = schema.load(f, expect=(f.name.split("-")[0],))        # validated by the device's schema
+        assert res.schema_version == schema.SCHEMA_VERSION and res.model["sha256"] == sha256_file(SHIPPED)
+    run_res = schema.load(next(f for f in files if f.name.startswith("run")))
+    assert run_res.frames > 100 and run_res.status == "ok"
     # The device side runs there, without TensorFlow, and says why this runtime.
     rec = json.loads((top / "current" / "RELEASE.json").read_text())
     assert rec["runtime"] == "ai-edge-litert" and rec["reason"].startswith("x86_64")
