@@ -46,16 +46,26 @@ Layout under the root:
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
 import os
-import re
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
+
+if __name__ == "__main__":
+    # Run as a file, the script's folder (device/) heads sys.path; fed on stdin, the working
+    # directory does.  Neither may shadow the standard library imported below: drop both, and
+    # put the package root (the folder above device/) first, so `import device...` works.
+    _here = os.path.dirname(os.path.abspath(__file__)) if os.path.isfile(globals().get("__file__") or "") else None
+    sys.path[:] = [p for p in sys.path if p not in ("", ".") and os.path.abspath(p) != _here]
+    if _here:
+        sys.path.insert(0, os.path.dirname(_here))
+
+import argparse  # noqa: E402  (after the sys.path fix above)
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
 
 RELEASE_FORMAT = 1        # RELEASE.json; 1: release, content, git, model_sha256, ... + install fields
 NAME_RE = re.compile(r"[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9]{1,40}-[0-9a-f]{12}")
@@ -931,10 +941,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    if os.path.isfile(globals().get("__file__") or ""):
-        # Run as a file: the package root (the folder above device/) replaces the script's own
-        # folder on sys.path, so `import device...` works and no device module shadows stdlib.
-        here = os.path.dirname(os.path.abspath(__file__))
-        sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
-        sys.path.insert(0, os.path.dirname(here))
     sys.exit(main())

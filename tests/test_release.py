@@ -4,6 +4,7 @@ release bookkeeping (switch, keep N, rollback) and the payload checks, on local 
 from __future__ import annotations
 
 import copy
+import glob
 import json
 import os
 import shutil
@@ -248,6 +249,28 @@ def test_bad_arguments_get_one_line_and_one_json_answer(tmp_path, args):
     answer = json.loads(r.stdout)
     assert answer["ok"] is False and answer["error"]
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def python39() -> str | None:
+    """A Python 3.9 (Bullseye's), if this machine has one: the oldest the target steps support."""
+    found = [*sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.9*/bin/python3"))), shutil.which("python3.9")]
+    return next((p for p in found if p and subprocess.run([p, "-c", ""], capture_output=True).returncode == 0), None)
+
+
+def test_target_steps_run_on_python_3_9(tmp_path):
+    py = python39()
+    if not py:
+        pytest.skip("no Python 3.9 here")
+    top = tmp_path / "root"
+    fake_release(top, NAME1, "v1", good=True)
+    fake_release(top, NAME2, "v2")
+    r = subprocess.run([py, "-", "status", f"--root={top}"], input=RELPY.read_text(), capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and json.loads(r.stdout)["facts"]["python"] == "3.9", r.stderr
+    for args in (["switch", f"--release={NAME2}"], ["rollback"]):
+        r = subprocess.run([py, str(RELPY), *args, f"--root={top}"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and json.loads(r.stdout)["changed"], r.stderr
+    assert os.readlink(top / "current") == f"releases/{NAME1}"
 
 
 def test_status_runs_from_stdin_and_changes_nothing(tmp_path):
