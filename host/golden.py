@@ -18,7 +18,8 @@ import numpy as np
 from device import golden
 from device.preprocess import to_unit
 from device.errors import UsageError
-from device.manifest import atomic_write_bytes, atomic_write_json, load_manifest, manifest_path_for
+from device.fsio import atomic_write_bytes, atomic_write_json
+from device.manifest import load_manifest, manifest_path_for
 
 N_FIRST = 2000     # MNIST test images 0..1999, the plain part of the set
 N_HARD = 100       # plus the hardest of the rest: where a changed kernel would flip a prediction

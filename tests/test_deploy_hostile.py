@@ -11,8 +11,10 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -28,6 +30,7 @@ EVIL = "mnistedge-evil"
 ANSWER_SH = """#!/bin/sh
 # A hostile "Pi": its python3 says what the test prepared; everything else runs.
 d="$HOME/.evil"
+[ ! -e "$d/sleep" ] || sleep 60
 case "$SSH_ORIGINAL_COMMAND" in
     *"'python3' '-' 'status'"*) cat "$d/status.out"; exit 0 ;;
     *python3*) cat "$d/step.out"; cat "$d/step.err" >&2; exit "$(cat "$d/step.rc")" ;;
@@ -177,3 +180,28 @@ def test_hostile_answers_after_the_preflight(evil, markers):
     assert "release: ?[2J?]0;owned???31mP[$(touch" in r.stderr    # shown, sanitised byte by byte
     # It got the payload (the transfer ran), nothing more.
     assert list((evil.home / "mnist-edge" / "incoming").iterdir())
+
+
+def test_ctrl_c_cleans_up(evil):
+    """Ctrl-C while the target stalls: exit 130, no temp folder, no ssh master left."""
+    answer(evil, real_status())
+    (evil.home / ".evil" / "sleep").touch()
+    tmpdir = Path(tempfile.mkdtemp(prefix="dh", dir="/tmp"))
+    before = mux_dirs()
+    try:
+        p = subprocess.Popen([str(ROOT / "deploy.sh"), "--ssh-config", str(evil.config), "--port", str(evil.port),
+                              "--identity", str(evil.key), evil.dest], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True,
+                             env={**os.environ, "TMPDIR": str(tmpdir)})
+        for _ in range(300):            # until the ssh master is up and the status call hangs
+            if glob.glob(f"{tmpdir}/*/mux"):
+                break
+            time.sleep(0.1)
+        time.sleep(1)
+        os.killpg(p.pid, signal.SIGINT)   # what a terminal's Ctrl-C does: the whole foreground group
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 130, err
+        assert_cleaned_up(tmpdir, before)
+    finally:
+        (evil.home / ".evil" / "sleep").unlink()
+        shutil.rmtree(tmpdir, ignore_errors=True)
