@@ -63,6 +63,7 @@ import hashlib  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
+import struct  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -229,13 +230,17 @@ def picamera2_state() -> str:
     OS's numpy 1.x, so either of the first two keeps numpy < 2 in the venv."""
     import importlib.util
 
-    r = _run(["dpkg-query", "-W", "-f=${Status}", "python3-picamera2"])
-    if (r and r.returncode == 0 and "install ok installed" in r.stdout) or importlib.util.find_spec("picamera2"):
+    if apt_installed("python3-picamera2") or importlib.util.find_spec("picamera2"):
         return "installed"
     r = _run(["apt-cache", "policy", "python3-picamera2"])
     if r and r.returncode == 0 and re.search(r"Candidate: [0-9]", r.stdout):
         return "available"
     return "absent"
+
+
+def decisive_cpuinfo(text: str) -> str:
+    """The lines of /proc/cpuinfo that the runtime choice reads, each once, in order."""
+    return "\n".join(dict.fromkeys(ln for ln in text.splitlines() if ln.split(":", 1)[0].strip() in CPUINFO_KEYS))
 
 
 def gather_facts(root: str) -> dict:
@@ -254,20 +259,33 @@ def gather_facts(root: str) -> dict:
     st = os.statvfs(probe)
     try:
         with open("/proc/cpuinfo", errors="replace") as f:
-            lines = f.read().splitlines()
+            cpuinfo = decisive_cpuinfo(f.read())
     except OSError:
-        lines = []
-    cpuinfo = sorted({ln for ln in lines if ln.split(":", 1)[0].strip() in CPUINFO_KEYS})
+        cpuinfo = ""
     return {"machine": os.uname().machine, "python": "%d.%d" % sys.version_info[:2],
+            "pointer_bits": struct.calcsize("P") * 8,     # a 32-bit Pi OS on a 64-bit kernel says aarch64
             "os": os_name, "free_kb": st.f_bavail * st.f_frsize // 1024,
             "rsync": shutil.which("rsync") is not None, "picamera2": picamera2_state(),
-            "cpuinfo": "\n".join(cpuinfo)}
+            "cpuinfo": cpuinfo}
 
 
 def facts_key(facts: dict) -> str:
     """What decides the dependency set besides the code: same code + same key = same choice."""
-    decisive = [facts["machine"], facts["python"], facts["picamera2"] != "absent", facts["cpuinfo"]]
+    decisive = [facts["machine"], facts["python"], facts["pointer_bits"], facts["picamera2"] != "absent",
+                facts["cpuinfo"]]
     return hashlib.sha256(json.dumps(decisive).encode()).hexdigest()[:16]
+
+
+def choose(facts: dict):
+    """device.platforms.choose_runtime on a target's facts (the workstation's validated copy, or
+    the target's own); raises Refused with its reason."""
+    from device.platforms import Unsupported, choose_runtime
+
+    try:
+        return choose_runtime(facts["machine"], facts["python"], facts["cpuinfo"],
+                              facts["picamera2"] != "absent", facts["pointer_bits"])
+    except Unsupported as exc:
+        raise Refused(printable(str(exc), 300)) from None
 
 
 # --- target steps --------------------------------------------------------------------------
@@ -321,8 +339,8 @@ def run_tool(cmd: list, what: str, timeout: float = STEP_TIMEOUT, **kw) -> subpr
 
 
 def venv_key(facts: dict, requirements: list) -> str:
-    return hashlib.sha256(json.dumps([facts["machine"], facts["python"], sorted(requirements)])
-                          .encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps([facts["machine"], facts["python"], facts["pointer_bits"],
+                                      sorted(requirements)]).encode()).hexdigest()[:12]
 
 
 def ensure_venv(root: Root, facts: dict, requirements: list) -> tuple:
@@ -345,20 +363,20 @@ def ensure_venv(root: Root, facts: dict, requirements: list) -> tuple:
     return key, True
 
 
-def _apt_picamera2() -> str:
-    """Install apt's python3-picamera2 when sudo needs no password; else say how (never prompt)."""
+def apt_installed(package: str) -> bool:
+    r = _run(["dpkg-query", "-W", "-f=${Status}", package])
+    return bool(r and r.returncode == 0 and "install ok installed" in r.stdout)
+
+
+def apt_install(packages: list) -> bool:
+    """apt-get install when sudo needs no password; never prompts.  True when installed."""
     r = _run(["sudo", "-n", "true"])
     if not (r and r.returncode == 0):
-        say("warning: python3-picamera2 is not installed and sudo needs a password; "
-            "run 'sudo apt install python3-picamera2' for --camera")
-        return "available"
-    say("sudo apt install python3-picamera2")
+        return False
+    say(f"sudo apt-get install {' '.join(packages)}")
     r = _run(["sudo", "-n", "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q",
-              "python3-picamera2"], timeout=STEP_TIMEOUT)
-    if r and r.returncode == 0:
-        return "installed"
-    say("warning: python3-picamera2 did not install; --camera will not work (USB cameras will)")
-    return "available"
+              *packages], timeout=STEP_TIMEOUT)
+    return bool(r and r.returncode == 0)
 
 
 def step_install(root: Root, payload: str) -> dict:
@@ -371,7 +389,6 @@ def step_install(root: Root, payload: str) -> dict:
     sys.path.insert(0, payload)      # the code being installed decides, not whatever ran before
     from device.errors import UsageError
     from device.manifest import load_manifest, sha256_file
-    from device.platforms import Unsupported, choose_runtime
 
     model = os.path.join(payload, "device", "models", "model.tflite")
     try:
@@ -383,11 +400,7 @@ def step_install(root: Root, payload: str) -> dict:
         raise Refused(f"the model in {payload} (sha256 {sha[:12]}) does not match its manifest "
                       f"({str(manifest.get('sha256'))[:12]}); not installed")
     facts = gather_facts(root.path)
-    try:
-        choice = choose_runtime(facts["machine"], facts["python"], facts["cpuinfo"],
-                                facts["picamera2"] != "absent")
-    except Unsupported as exc:
-        raise Refused(str(exc)) from None
+    choice = choose(facts)
     say(f"model sha256 {sha[:12]} verified; runtime: {choice.reason}")
     fd = root.lock()
     try:
@@ -396,8 +409,17 @@ def step_install(root: Root, payload: str) -> dict:
             shutil.rmtree(payload, ignore_errors=True)
             say(f"up to date: {current['release']} has this content and dependency set")
             return {"changed": False, "release": current["release"], "up_to_date": True}
+        missing = [p for p in choice.system_packages if not apt_installed(p)]
+        if missing and not apt_install(missing):
+            raise Refused(f"this target needs {' '.join(missing)} from apt ({choice.runtime} has no pip "
+                          f"wheels of them here) and sudo needs a password: run 'sudo apt install "
+                          f"{' '.join(missing)}' on it, then deploy again")
         if facts["picamera2"] == "available":
-            facts["picamera2"] = _apt_picamera2()
+            if apt_install(["python3-picamera2"]):
+                facts["picamera2"] = "installed"
+            else:
+                say("warning: python3-picamera2 is not installed; run 'sudo apt install python3-picamera2' "
+                    "for --camera (USB cameras work without it)")
         key, created = ensure_venv(root, facts, choice.requirements)
         if os.path.lexists(dest):
             if root.current_name() == name:
@@ -406,7 +428,8 @@ def step_install(root: Root, payload: str) -> dict:
         os.makedirs(root.releases, exist_ok=True)
         shutil.move(payload, dest)
         os.symlink(os.path.join("..", "..", "venvs", key), os.path.join(dest, "venv"))
-        meta.update(runtime=choice.runtime, requirements=choice.requirements, reason=choice.reason,
+        meta.update(runtime=choice.runtime, requirements=choice.requirements,
+                    system_packages=choice.system_packages, reason=choice.reason,
                     facts_key=facts_key(facts), venv=f"venvs/{key}", machine=facts["machine"],
                     python=facts["python"], installed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         write_json(os.path.join(dest, "RELEASE.json"), meta)
@@ -416,7 +439,8 @@ def step_install(root: Root, payload: str) -> dict:
             say("warning: TensorFlow is importable in the venv (system site-packages); the device side does not use it")
         say(f"installed releases/{name} (venv venvs/{key}{', new' if created else ', reused'})")
         return {"changed": True, "release": name, "runtime": choice.runtime,
-                "requirements": choice.requirements, "reason": choice.reason,
+                "requirements": choice.requirements, "system_packages": choice.system_packages,
+                "reason": choice.reason,
                 "venv": f"venvs/{key}", "venv_created": created, "picamera2": facts["picamera2"]}
     finally:
         os.close(fd)
@@ -761,8 +785,6 @@ def check_status(doc, content: str) -> list:
     """Validate a target's ``status`` answer, decide with the workstation's code, and return
     ``key=value`` lines whose values are printable ASCII without newlines.  Raises Refused
     naming the first bad value.  Nothing the target said is used unchecked."""
-    from device.platforms import Unsupported, choose_runtime
-
     def bad(field, value, expected):
         raise Refused(f"the target answered {field} = {shown(value)}, expected {expected}; refusing to deploy")
 
@@ -776,6 +798,8 @@ def check_status(doc, content: str) -> list:
         bad("python", python, "a version 3.N")
     if not (type(free_kb) is int and 0 <= free_kb < 2 ** 53):
         bad("free_kb", free_kb, "a number of KB")
+    if not (type(f.get("pointer_bits")) is int and f["pointer_bits"] in (32, 64)):
+        bad("pointer_bits", f.get("pointer_bits"), "32 or 64")
     if type(f.get("rsync")) is not bool:
         bad("rsync", f.get("rsync"), "true or false")
     if f.get("picamera2") not in ("installed", "available", "absent"):
@@ -790,17 +814,15 @@ def check_status(doc, content: str) -> list:
     if cur is not None:
         if not (isinstance(cur, dict) and isinstance(cur.get("release"), str) and NAME_RE.fullmatch(cur["release"])):
             bad("current.release", cur.get("release") if isinstance(cur, dict) else cur, "a release name")
-    try:
-        choice = choose_runtime(machine, python, f["cpuinfo"], f["picamera2"] != "absent")
-    except Unsupported as exc:
-        raise Refused(printable(str(exc), 300)) from None
+    choice = choose(f)
     if free_kb < MIN_FREE_KB:
         raise Refused(f"only {free_kb // 1024} MB free on the target; {MIN_FREE_KB // 1000} MB needed")
     transfer = "rsync" if f["rsync"] else "tar"
     return [f"display=target: {machine}, {printable(f['os'], 80)}, Python {python}, "
             f"{free_kb // 1024} MB free, transfer by {transfer}",
             f"runtime={printable(choice.reason, 300)}",
-            f"requirements={printable(' '.join(choice.requirements), 300)}",
+            f"requirements={printable(' '.join(choice.requirements), 300)}"
+            + "".join(f" +apt {p}" for p in choice.system_packages),
             f"transfer={transfer}",
             f"up_to_date={'yes' if doc['up_to_date'] and cur and content else 'no'}",
             f"current={cur['release'] if cur else ''}"]
