@@ -139,7 +139,7 @@ def test_hostile_display_text_is_shown_harmless(evil, markers):
     st = real_status()
     st["facts"]["os"] = markers("os")
     st["facts"]["machine"] = "aarch64"        # its runtime reason names the CPU from cpuinfo
-    st["facts"]["cpuinfo"] = f"model name\t: {markers('cpuinfo')}"
+    st["facts"]["cpuinfo"] = f"CPU implementer\t: 0x41\nmodel name\t: {markers('cpuinfo')}"
     answer(evil, st)
     r = deploy(evil, "--dry-run")
     assert r.returncode == 0, r.stderr
