@@ -5,6 +5,7 @@ step, the rsync/tar transfer and the systemd unit must carry it quoted, or a mar
 appears (the "Pi" is this machine) or the unit does not verify.
 """
 
+import dataclasses
 import glob
 import json
 import os
@@ -104,6 +105,14 @@ def test_deploy_bench_noop_smoke_failure_gate_service_rollback(target, tmp_path,
     top = target.home / rdir
     tmpdir = short_tmp
     reports = tmp_path / "reports"
+
+    # The key and ssh_config in a folder with a quote, a space and $(...) in its name: they
+    # reach ssh directly and rsync through its -e wrapper.
+    odd = tmp_path / f"k ey'$(touch {marker})"
+    odd.mkdir(parents=True)
+    shutil.copy(target.key, odd / "client")
+    shutil.copy(target.config, odd / "ssh config")
+    target = dataclasses.replace(target, key=odd / "client", config=odd / "ssh config")
 
     def run(*args):
         r = deploy(target, "--dir", rdir, *args, tmpdir=tmpdir)
