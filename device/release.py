@@ -9,6 +9,9 @@ on stdin (``ssh pi python3 - STEP ... < device/release.py``, Ansible's ``script:
 ``install`` needs the rest of the payload (it imports ``device.platforms`` and
 ``device.manifest`` from the payload it installs).
 
+One self-contained file on purpose: fed on stdin it cannot import its siblings, so only
+``install`` (which has the payload on disk) and the workstation steps import ``device.*``.
+
 Every step prints human lines on stderr and exactly ONE JSON object on stdout, always with
 ``step``, ``ok`` and ``changed``; exit status 0 = done (or nothing to do), 1 = the step ran and
 failed (smoke test, gate, pip, systemd), 2 = refused before changing anything (bad arguments,
