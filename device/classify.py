@@ -31,11 +31,7 @@ def expand(specs: list[str]) -> list[str]:
 
 def classify_files(step: Step, specs: list[str], labels_csv: str | None, as_json: bool, out=None,
                    err=None) -> int:
-<<<<<<< HEAD
-    out, err = out or sys.stdout, err or sys.stderr   # looked up per call: stdout may be redirected
-=======
     out, err = out or sys.stdout, err or sys.stderr
->>>>>>> main
     files = expand(specs)
     labels = read_labels(labels_csv) if labels_csv else None
     correct = scored = failed = 0

@@ -331,7 +331,6 @@ def cmd_make_clip(args) -> int:
 
 VERBS = {"run": cmd_run, "collect": cmd_collect, "bench": cmd_bench, "classify": cmd_classify,
          "golden": cmd_golden, "info": cmd_info, "make-clip": cmd_make_clip}
-         "info": cmd_info, "make-clip": cmd_make_clip}
 
 
 def main(argv=None) -> int:
