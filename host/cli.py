@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from this float Keras model (.h5) instead of training one")
     p.add_argument("--sparsity", type=_fraction("--sparsity", lo_open=False), default=d.sparsity,
                    help="magnitude-prune to this sparsity in [0, 1), then prune-preserving QAT")
-    p.add_argument("--prune-epochs", type=EPOCHS, default=d.prune_epochs, help="pruning fine-tune epochs")
+    p.add_argument("--prune-epochs", type=number(int, lo=1, flag="--prune-epochs"), default=d.prune_epochs,
+                   help="pruning fine-tune epochs")
     _add_qat(p, d, "runs/qat")
 
     d = config.defaults("distill")
@@ -136,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="teacher: a float Keras model (.h5); default: train one of --teacher-arch first")
     p.add_argument("--teacher-arch", default="seed", choices=config.ARCH_NAMES,
                    help="teacher to train when no --teacher")
-    p.add_argument("--teacher-epochs", type=EPOCHS, default=3, help="epochs for that teacher")
+    p.add_argument("--teacher-epochs", type=number(int, lo=1, flag="--teacher-epochs"), default=3,
+                   help="epochs for that teacher")
     p.add_argument("--temperature", type=positive(flag="--temperature"), default=4.0,
                    help="softmax temperature T of the soft targets")
     p.add_argument("--alpha", type=number(float, lo=0, hi=1, flag="--alpha"), default=0.3,
@@ -354,8 +356,8 @@ def _on_sigterm(signum, frame):
 
 
 def _stoppable(cmd):
-    """Ctrl-C / SIGTERM inside a verb: one line saying that the outputs are as they were
-    (staging folders and atomic writes make that true), exit 130 / 143."""
+    """Ctrl-C / SIGTERM inside a verb: one line, exit 130 / 143.  Staging folders and atomic
+    writes make the line true: an output is the old one or the complete new one."""
     def run(args) -> int:
         try:
             return cmd(args)
@@ -363,7 +365,7 @@ def _stoppable(cmd):
             term = isinstance(exc, Terminated)
             out = getattr(args, "out", None)
             print(f"host: {'terminated' if term else 'interrupted'}"
-                  + (f"; {out} was not changed" if out else ""), file=sys.stderr)
+                  + (f"; nothing partial was written to {out}" if out else ""), file=sys.stderr)
             return 128 + signal.SIGTERM if term else 130
     return run
 
@@ -379,6 +381,8 @@ def main(argv=None) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return run_main("host", build_parser, VERBS, argv)
+    except SystemExit as exc:  # argparse: --help, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else 2
     finally:
         signal.signal(signal.SIGTERM, previous)
 
