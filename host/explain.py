@@ -56,10 +56,9 @@ def grad_cam(model, images: np.ndarray, layer: str | None = None):
 def save_grid(path, images, heats, probs, titles, labels=None, cols: int = 6) -> None:
     """A PNG grid (``path``: a file name or a binary file object): per image, the model input and the heatmap over it, with the prediction
     (red when it disagrees with the label)."""
-    import matplotlib
+    from host.report.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     n = len(images)
     cols = max(1, min(cols, n))
