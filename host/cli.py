@@ -337,12 +337,13 @@ def cmd_report(args) -> int:
         if Path(args.markdown).resolve() == Path(args.out).resolve():
             raise UsageError("--markdown and --out name the same file; give two paths")
     from host.report import build_report
+    from host.report.page import one_line
 
     rep = build_report(args.results, args.out, args.markdown, args.baseline, args.tolerance)
     for line in rep["problems"]:
-        print(f"host: warning: {line}", file=sys.stderr)
+        print(f"host: warning: {one_line(line)}", file=sys.stderr)
     for note in rep["notes"]:
-        print(note)
+        print(one_line(note))
     print(f"report: {args.out}" + (f", {args.markdown}" if args.markdown else ""))
     return 0
 

@@ -26,8 +26,7 @@ def test_help(prog, verb):
     out = subprocess.run(blocked_python(code) + [verb, "--help"], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0 and "usage:" in out.stdout, out.stderr
-    if prog == "host.cli":  # the device CLI moves to device.cliutil's Help with the lead's rework
-        assert "(default: None)" not in out.stdout and "(default: False)" not in out.stdout
+    assert "(default: None)" not in out.stdout and "(default: False)" not in out.stdout
 
 
 def test_training_defaults_are_the_configs():

@@ -7,7 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from device.results import Result, Stat
+from device.schema import BenchResult, RunResult
+from device.stats import Stat
 from host.cli import main
 
 
@@ -21,10 +22,14 @@ def _result(path, kind="run", pi=False, scale=1.0):
     machine = {"board": "Raspberry Pi 4 Model B Rev 1.5" if pi else None, "is_raspberry_pi": pi,
                "cpu": "Cortex-A72" if pi else "AMD EPYC", "arch": "aarch64" if pi else "x86_64",
                "hostname": "pi" if pi else "box"}
-    Result(kind=kind, machine=machine, model={"arch": "edge", "sha256": "ab" * 32, "threads": 1,
-                                               "xnnpack": True, "input": {"dtype": "int8"}},
-           stages=stages, memory={"peak_rss_kb": 60000}, budget_ms=5.0 if kind == "run" else None,
-           within_budget=1.0 if kind == "run" else None, frames=399, fps=100.0).write(path)
+    model = {"arch": "edge", "sha256": "ab" * 32, "threads": 1, "xnnpack": True, "input": {"dtype": "int8"}}
+    if kind == "run":
+        RunResult(machine=machine, model=model, source={"kind": "video"}, status="ok", stages=stages,
+                  memory={"peak_rss_kb": 60000}, budget_ms=5.0, within_budget=1.0, frames=399,
+                  fps=100.0).write(path)
+    else:
+        BenchResult(machine=machine, model=model, runs=399, warmup_runs=5, stages=stages,
+                    memory={"peak_rss_kb": 60000}, timing={}).write(path)
     return path
 
 
@@ -131,6 +136,11 @@ def test_suite_file_errors(tmp_path, capsys):
     bad = tmp_path / "suite.json"
     bad.write_text(json.dumps({"schema_version": 1, "kind": "suite", "variants": {}}))
     assert main(["report", str(bad), "--out", str(tmp_path / "r.html")]) == 2
+    assert "suite result lacks quick" in capsys.readouterr().err
+    bad.write_text(json.dumps({"schema_version": 1, "kind": "suite", "variants": {}, "quick": False,
+                               "reference": "seed-int8", "shipped_variant": "shipped-int8", "repeats": 1,
+                               "runs_per_bench": 1}))
+    assert main(["report", str(bad), "--out", str(tmp_path / "r.html")]) == 2
     assert "no variants" in capsys.readouterr().err
 
 
@@ -179,29 +189,28 @@ def _one_line_per_problem(err: str) -> list[str]:
     return lines
 
 
-def test_zero_frame_run_that_device_run_writes(tmp_path, capsys):
-    """A run whose only image is unreadable records no frame; its result file renders as a row
-    with no timings and a note, beside a normal result."""
-    import subprocess
-    import sys
-
+def test_zero_frame_runs_render_as_rows_without_timings(tmp_path, capsys):
+    """The 0-frame file `device run` wrote before schema 2 (status "ok", every stage
+    {"count": 0}: it crashed the report with KeyError 'histogram'), and a schema-2 "no_frames"
+    result, each render as a row with no timings and a note, beside a normal result."""
     from tests.conftest import ROOT
 
-    imgs = tmp_path / "imgs"
-    imgs.mkdir()
-    (imgs / "a.png").write_text("not a png")
-    empty = tmp_path / "empty-run.json"
-    subprocess.run([sys.executable, "-m", "device.cli", "run", "--source", str(imgs), "--quiet",
-                    "--output", str(empty)], cwd=ROOT, capture_output=True, timeout=120)
-    assert json.loads(empty.read_text())["frames"] == 0
+    v1 = json.loads((ROOT / "benchmarks" / "results" / "amd-epyc-vm" / "run-clip.json").read_text())
+    v1.update(frames=0, fps=0.0, within_budget=None, status="ok",
+              stages={s: {"count": 0} for s in ("capture", "preprocess", "inference", "postprocess", "total")})
+    (tmp_path / "empty-v1.json").write_text(json.dumps(v1))
+    RunResult(model={"arch": "edge"}, source={"kind": "images"}, status="no_frames", stop_reason="end of source",
+              stages={s: {"count": 0} for s in ("capture", "total")}).write(tmp_path / "empty-v2.json")
     good = _result(tmp_path / "good.json")
     out, md = tmp_path / "r.html", tmp_path / "r.md"
-    assert main(["report", str(empty), str(good), "--out", str(out), "--markdown", str(md)]) == 0
+    assert main(["report", str(tmp_path / "empty-v1.json"), str(tmp_path / "empty-v2.json"), str(good),
+                 "--out", str(out), "--markdown", str(md)]) == 0
     assert capsys.readouterr().err == ""
     text = md.read_text()
-    row = next(l for l in text.splitlines() if l.startswith("| empty-run.json |"))
-    assert "| - | - |" in row                      # no p50 / p99
-    assert "empty-run.json recorded no frames" in text
+    for name, status in (("empty-v1.json", "no_frames"), ("empty-v2.json", "no_frames")):
+        row = next(l for l in text.splitlines() if l.startswith(f"| {name} |"))
+        assert f"| {status} |" in row and "| - | - |" in row, row   # no p50 / p99
+        assert f"{name} recorded no frames" in text
     assert out.read_text().count("<svg") == 2      # the stages plot and good.json's latency plot
 
 
@@ -213,6 +222,7 @@ def test_malformed_fields_are_named_and_the_rest_rendered(tmp_path, capsys):
     d["machine"] = "a string"
     d["memory"] = None
     d["model"]["threads"] = -1
+    d["status"] = "exploded"
     path.write_text(json.dumps(d))
     unreadable = tmp_path / "broken.json"
     unreadable.write_text("{not json")
@@ -220,15 +230,16 @@ def test_malformed_fields_are_named_and_the_rest_rendered(tmp_path, capsys):
     assert main(["report", str(path), str(unreadable), str(_result(tmp_path / "fine.json")),
                  "--out", str(tmp_path / "r.html"), "--markdown", str(md)]) == 0
     lines = _one_line_per_problem(capsys.readouterr().err)
-    for needle in ("odd.json: stages.total.p50 is not a finite number >= 0 ('fast')",
-                   "odd.json: stages.inference.histogram is not bins and counts",
+    for needle in ("odd.json: stage 'total' has non-numeric percentiles; shown as missing",
+                   "odd.json: stage 'inference' has a malformed histogram",
                    "odd.json: machine is not an object", "odd.json: model.threads is not a whole number >= 0",
+                   "odd.json: status 'exploded' is not one of ok, stopped",
                    "cannot read result", "broken.json"):
         assert any(needle in l for l in lines), (needle, lines)
-    assert len(lines) == 5
+    assert len(lines) == 7  # the six above and memory (null)
     text = md.read_text()
     row = next(l for l in text.splitlines() if l.startswith("| odd.json |"))
-    assert "unknown machine" in row and "| - |" in row
+    assert "unknown machine" in row and "| - |" in row and "| ? |" in row
     assert "| fine.json |" in text and "Not reported:" in text
 
 
@@ -247,8 +258,8 @@ def test_result_fields_cannot_inject_html_or_break_tables(tmp_path):
     path = _result(tmp_path / "evil.json")
     d = json.loads(path.read_text())
     d["machine"]["board"] = "<script>alert(1)</script> | x"
+    d["machine"]["hostname"] = "box\n| injected | row |"
     d["model"]["arch"] = "<img src=x onerror=alert(1)>\\|$y$"
-    d["status"] = "ok\n| injected | row |"
     path.write_text(json.dumps(d))
     out, md = tmp_path / "r.html", tmp_path / "r.md"
     assert main(["report", str(path), "--out", str(out), "--markdown", str(md)]) == 0

@@ -1,13 +1,12 @@
-"""Reading result files for the report: the one place that knows their formats.
+"""Reading result files for the report, through the project's one schema (:mod:`device.schema`,
+which also reads version-1 files, such as the committed ones and older Pis').
 
 Every file goes through :func:`load`: device results (``device run`` / ``device bench``),
-benchmark suite summaries (``kind: "suite"``) and the advanced techniques' results.  A file
-that cannot be read at all is one problem line; a device result with a malformed field is
-still reported, with that value shown as missing and one problem line naming the field.  What
-comes out is plain data (:class:`DeviceResult`, or the checked dict of a suite / technique).
-
-This module is the single switch point for the project's result schema: it reads the device
-results through :mod:`device.results` (schema_version 1) today.
+benchmark suite summaries and the advanced techniques' results.  A file that cannot be read
+at all is one problem line.  A device result with a malformed field is still reported: the
+field is shown as missing, with one problem line naming it (the schema alone would reject the
+whole file).  What comes out is plain data: :class:`DeviceResult`, or the suite's / the
+technique's dict.
 """
 
 from __future__ import annotations
@@ -17,10 +16,11 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from device import schema
 from device.errors import UsageError
-from device.results import KINDS, SCHEMA_VERSION, hist_bin_ms
+from device.stats import hist_bin_ms
 
-TECHNIQUE_KINDS = ("distill", "prune_channels", "export_onnx")
+TECHNIQUE_KINDS = schema.TechniqueResult.NAMES
 
 
 @dataclass
@@ -138,57 +138,97 @@ def _stage(f: _Fields, name: str, st) -> Stage:
     return out
 
 
-def device_result(name: str, d: dict, problems: list[str]) -> DeviceResult:
-    """A device result file's content, every field the report reads checked."""
-    if d.get("schema_version") != SCHEMA_VERSION:
-        raise UsageError(f"{name}: result schema_version {d.get('schema_version')!r} is not supported "
-                         f"(this version reads {SCHEMA_VERSION}); re-run the benchmark")
-    if d.get("kind") not in KINDS:
-        raise UsageError(f"{name}: result kind {d.get('kind')!r} is not one of {', '.join(KINDS)}")
+def _salvage(d: dict, name: str, problems: list[str]) -> tuple[dict, set[str]]:
+    """``d`` with each malformed part a device result can do without replaced by a neutral
+    value, one problem line each, so the schema can read the rest; and the names of the
+    replaced top-level fields (shown as missing, not as the neutral value)."""
+    d, bad = dict(d), set()
+    for key in ("machine", "model", "memory"):
+        if key in d and not isinstance(d[key], dict):
+            problems.append(f"{name}: {key} is not an object ({repr(d[key])[:40]}); shown as missing")
+            d[key] = {}
+    if isinstance(d.get("stages"), dict):
+        stages = {}
+        for stage, st in d["stages"].items():
+            try:
+                schema.check_stat(stage, st)
+                stages[stage] = st
+            except schema.SchemaError as exc:
+                problems.append(f"{name}: {exc}; shown as missing")
+                stages[stage] = {"count": 0}
+        d["stages"] = stages
+    status = d.get("status")
+    if d.get("kind") == "run" and not (isinstance(status, str) and (status in schema.STATUSES or (
+            d.get("schema_version") == 1 and status.startswith("stopped by ")))):
+        problems.append(f"{name}: status {repr(status)[:40]} is not one of {', '.join(schema.STATUSES)}; "
+                        "shown as ?")
+        d["status"], bad = "error", bad | {"status"}
+    return d, bad
+
+
+def _view(doc, name: str, problems: list[str], bad: set[str]) -> DeviceResult:
+    """The fields of a run / bench document the report shows, each checked."""
     f = _Fields(name, problems)
-    model = f.dict(d, "model", "model")
+    model = doc.model if isinstance(doc.model, dict) else {}
     xnn = model.get("xnnpack")
-    stages = d.get("stages")
-    if not isinstance(stages, dict):
-        raise UsageError(f"{name}: result has no stages (the timings); re-run the job that wrote it")
-    peak = f.number(f.dict(d, "memory", "memory"), "peak_rss_kb", "memory.peak_rss_kb")
+    run = isinstance(doc, schema.RunResult)
+    d = doc.to_json()
+    peak = f.number(d.get("memory") or {}, "peak_rss_kb", "memory.peak_rss_kb")
     return DeviceResult(
-        name=name, kind=d["kind"], status=f.text(d, "status", "status") or "?",
-        error=f.text(d, "error", "error"), machine=f.dict(d, "machine", "machine"),
+        name=name, kind=doc.kind, status="?" if "status" in bad else doc.status if run else "ok", error=doc.error if run else None,
+        machine=doc.machine,
         model={"arch": f.text(model, "arch", "model.arch"), "sha256": f.text(model, "sha256", "model.sha256"),
                "threads": f.number(model, "threads", "model.threads", integer=True),
                "xnnpack": xnn if isinstance(xnn, bool) else None,
                "dtype": f.text(f.dict(model, "input", "model.input"), "dtype", "model.input.dtype")},
-        stages={str(k): _stage(f, str(k), v) for k, v in stages.items()},
-        budget_ms=f.number(d, "budget_ms", "budget_ms"),
-        within_budget=f.number(d, "within_budget", "within_budget"),
-        frames=f.number(d, "frames", "frames", integer=True) or 0, fps=f.number(d, "fps", "fps"),
+        stages={str(k): _stage(f, str(k), v) for k, v in doc.stages.items()},
+        budget_ms=f.number(d, "budget_ms", "budget_ms") if run else None,
+        within_budget=f.number(d, "within_budget", "within_budget") if run else None,
+        frames=doc.frames if run else f.number(d, "runs", "runs", integer=True) or 0,
+        fps=f.number(d, "fps", "fps") if run else None,
         peak_rss_mb=None if peak is None else peak / 1024)
 
 
-def check_suite(d: dict, name: str) -> dict:
-    if d.get("schema_version") != 1:
-        raise UsageError(f"{name}: suite schema_version {d.get('schema_version')} is not supported "
-                         "(this version reads 1); re-run python -m benchmarks.suite")
-    if not isinstance(d.get("variants"), dict) or not d["variants"]:
-        raise UsageError(f"{name}: suite file has no variants; re-run python -m benchmarks.suite")
-    if not isinstance(d.get("machine"), dict):
-        d = {**d, "machine": {}}
-    return d
+def _from_json(raw):
+    """The schema's reading of ``raw``; any failure, even one the schema did not foresee for
+    a malformed file, is one UsageError line here."""
+    try:
+        return schema.from_json(raw)
+    except UsageError:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise UsageError(f"malformed result ({type(exc).__name__}: {exc})") from None
 
 
 def load_one(path, problems: list[str]) -> Doc:
-    """One file; UsageError when nothing in it can be reported."""
+    """One file; UsageError (one line) when nothing in it can be reported."""
     path = Path(path)
-    d = _read(path)
-    if not isinstance(d, dict) or "schema_version" not in d:
-        raise UsageError(f"{path.name}: not an mnist-edge result file (no schema_version)")
-    kind = d.get("kind")
-    if kind == "suite":
-        return Doc(path, kind, check_suite(d, path.name))
-    if kind in TECHNIQUE_KINDS:
-        return Doc(path, kind, d)
-    return Doc(path, kind, device_result(path.name, d, problems))
+    raw = _read(path)
+    device_kind = isinstance(raw, dict) and raw.get("kind") in ("run", "bench")
+    if device_kind and not isinstance(raw.get("stages"), dict):
+        raise UsageError(f"{path.name}: result has no stages (the timings); re-run the job that wrote it")
+    found: list[str] = []
+    bad: set[str] = set()
+    try:
+        doc = _from_json(raw)
+    except UsageError as exc:
+        if not device_kind:
+            raise UsageError(f"{path.name}: {exc}") from None
+        fixed, bad = _salvage(raw, path.name, found)
+        try:
+            doc = _from_json(fixed)
+        except UsageError:
+            raise UsageError(f"{path.name}: {exc}") from None
+    if doc.kind in ("run", "bench"):
+        data = _view(doc, path.name, found, bad)
+        problems += found
+        return Doc(path, doc.kind, data)
+    if doc.kind == "suite":
+        return Doc(path, "suite", doc.to_json())
+    if doc.kind == "technique":
+        return Doc(path, doc.technique, {**doc.figures, "kind": doc.technique, "machine": doc.machine})
+    raise UsageError(f"{path.name}: a {doc.kind} summary; host report renders device run / bench results, "
+                     "suite summaries and technique results")
 
 
 def load(paths) -> tuple[list[Doc], list[str]]:

@@ -2,13 +2,15 @@
 SVG, no external links) and as Markdown (text and tables, no figures).
 
 Every string from a result file is escaped for its output: HTML-escaped in the page; in
-Markdown, ``&`` and ``<`` become entities (no raw HTML gets through to a renderer), and
-backslashes and table pipes are escaped, so a field cannot break out of its cell.
+Markdown, ``&`` and ``<`` become entities (no raw HTML gets through to a renderer),
+backslashes and pipes are escaped and control characters (a newline) become spaces, so a
+field cannot break out of its table cell or line.
 """
 
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass, field
 
 from host.report.tables import Table
@@ -28,18 +30,21 @@ class Section:
     figures: list[str] = field(default_factory=list)    # SVG markup (HTML only)
 
 
+def one_line(s) -> str:
+    """``s`` with control characters (newlines, terminal escapes) as spaces: a field from a
+    file cannot start a line of its own, in a table or on a terminal."""
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", str(s))
+
+
 def md_text(s) -> str:
-    return str(s).replace("\\", "\\\\").replace("&", "&amp;").replace("<", "&lt;").replace("\r", " ").replace("\n", " ")
-
-
-def md_cell(s) -> str:
-    return md_text(s).replace("|", "\\|")
+    """``s`` as Markdown text that renders as itself: no HTML, no table cell boundary, one line."""
+    return one_line(str(s).replace("\\", "\\\\").replace("&", "&amp;").replace("<", "&lt;").replace("|", "\\|"))
 
 
 def _md_table(t: Table) -> list[str]:
     lines = [md_text(t.caption), ""] if t.caption else []
-    lines += ["| " + " | ".join(md_cell(h) for h in t.head) + " |", "|" + "---|" * len(t.head)]
-    lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in t.rows]
+    lines += ["| " + " | ".join(md_text(h) for h in t.head) + " |", "|" + "---|" * len(t.head)]
+    lines += ["| " + " | ".join(md_text(c) for c in row) + " |" for row in t.rows]
     return lines + [""]
 
 
