@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
-from benchmarks.harness import ROOT, clip_accuracy, header, host, mnist_clip, photos_accuracy, replay, results_dir
-from device.fsio import atomic_write_json
+from benchmarks.harness import ROOT, clip_accuracy, host, mnist_clip, photos_accuracy, replay, results_dir, write_summary
 
 RUNS = {"full": ROOT / "runs" / "bench" / "edge", "geometric": ROOT / "runs" / "ablation-geometric"}
 
@@ -30,9 +29,8 @@ def main() -> int:
         out[mode] = {"mnist_test": manifest["accuracy"]["tflite"], "photos": photos_accuracy(model)["accuracy"],
                      "clip_per_frame": clip_accuracy(rows, clip)["accuracy_per_frame"],
                      "sha256": manifest["sha256"], "augment": manifest["training"]["augment"]}
-    result = header("augment_ablation") | {"results": out}
-    atomic_write_json(results_dir(ROOT / "benchmarks" / "results", result["machine"]) / "augment_ablation.json",
-                      result)
+    write_summary(results_dir(ROOT / "benchmarks" / "results") / "augment_ablation.json", "augment_ablation",
+                  measured=out)
     print(json.dumps(out, indent=2))
     return 0
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.harness import ROOT, clip_accuracy, device, header, mnist_clip, photos_accuracy, replay, results_dir
-from device.fsio import atomic_write_json
+from benchmarks.harness import (ROOT, clip_accuracy, device, mnist_clip, photos_accuracy, read_result, replay,
+                                results_dir, write_summary)
 from device.system import machine_info
 
 TARGETS = {"pre_inf_p50_ms": 0.5, "pre_inf_p99_ms": 1.5, "peak_rss_mb": 80, "rss_growth_mb": 2,
@@ -72,14 +72,14 @@ def main(argv=None) -> int:
     device("run", "--source", clip, "--loop", "--frames", soak, "--threads", 1, "--quiet",
            "--output", soak_json, *model, capture=True)
     soak_s = time.monotonic() - t0
-    soak_res = json.loads(soak_json.read_text())
+    soak_res = read_result(soak_json)
 
     photos = photos_accuracy(args.model)
     run_res = main_run.pop("result")
     full.pop("result")
     frames = main_run.pop("frames")
     full.pop("frames")
-    result = header("device_loop", machine, quick=args.quick) | {
+    result = {
         "model": run_res["model"],
         "clip": {"file": clip.name, "frames": frames, "digit_frames": main_run["digit_frames"],
                  "blank_frames": main_run["blank_frames"], "size": [640, 480], "seed": 0,
@@ -95,7 +95,6 @@ def main(argv=None) -> int:
                  "rss_after_warmup_mb": (soak_res["memory"]["rss_after_warmup_kb"] or 0) / 1024,
                  "total_p99_ms": soak_res["stages"]["total"]["p99"]},
         "photos": photos,
-        "targets": TARGETS,
     }
     p = result["preprocess_plus_inference_ms"]
     result["pass"] = {
@@ -106,7 +105,11 @@ def main(argv=None) -> int:
         "photos_accuracy": bool(photos and photos["accuracy"] >= TARGETS["photos_accuracy"]),
         "clip_accuracy": clip_acc >= TARGETS["clip_accuracy"],
     }
-    atomic_write_json(out_dir / f"device_loop{suffix}.json", result)
+    write_summary(out_dir / f"device_loop{suffix}.json", "device_loop", quick=args.quick, targets=TARGETS,
+                  measured={"pre_inf_p50_ms": p["p50"], "pre_inf_p99_ms": p["p99"],
+                            "peak_rss_mb": result["soak"]["peak_rss_mb"], "rss_growth_mb": result["soak"]["rss_growth_mb"],
+                            "photos_accuracy": photos and photos["accuracy"], "clip_accuracy": clip_acc},
+                  details=result, machine=machine)
     print(json.dumps({"clip_accuracy": clip_acc, "blank_ok": blank_ok, "pre_inf_ms": p,
                       "full_decode_pre_inf_ms": full["preprocess_plus_inference_ms"],
                       "soak": result["soak"], "photos": photos and photos["accuracy"],

@@ -1,7 +1,7 @@
 """What the benchmark scripts share: where things are, how the two command lines are run (each
-call its own process, so a device figure never includes the host's TensorFlow), the result
-header, and the two accuracy measurements on real inputs: the camera-like replay clip and the
-phone photos of handwritten digits.
+call its own process, so a device figure never includes the host's TensorFlow), reading and
+writing result files (through :mod:`device.schema`), and the two accuracy measurements on real
+inputs: the camera-like replay clip and the phone photos of handwritten digits.
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
+from device import schema
 from device.system import machine_info, machine_slug
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,10 +43,16 @@ def results_dir(results, machine: dict | None = None, sub: str = "") -> Path:
     return out
 
 
-def header(kind: str, machine: dict | None = None, **fields) -> dict:
-    """The fields every benchmark result file starts with."""
-    return {"schema_version": 1, "kind": kind, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "machine": machine or machine_info(), **fields}
+def read_result(path) -> dict:
+    """A `device run` / `device bench` result as the current schema's dict (older files upgraded)."""
+    return schema.load(path, expect=("run", "bench")).to_json()
+
+
+def write_summary(path, name: str, *, quick: bool = False, targets: dict | None = None,
+                  measured: dict | None = None, details: dict | None = None, machine: dict | None = None) -> None:
+    """A benchmark script's summary: what it measured against which targets, and the breakdown."""
+    schema.BenchmarkResult(machine=machine or machine_info(), name=name, quick=quick, targets=targets or {},
+                           measured=measured or {}, details=details or {}).write(path)
 
 
 # -- the replay clip ---------------------------------------------------------------------------
@@ -68,7 +74,7 @@ def replay(clip: Path, output, frames_out: Path, *flags, model=None) -> tuple[di
     device("run", "--source", clip, "--threads", 1, "--quiet", "--output", output, "--frames-out", frames_out,
            *flags, *(["--model", model] if model else []), capture=True)
     rows = [json.loads(line) for line in Path(frames_out).read_text().splitlines()]
-    return (json.loads(Path(output).read_text()) if output else None), rows
+    return (read_result(output) if output else None), rows
 
 
 def clip_accuracy(rows: list[dict], clip: Path) -> dict:

@@ -36,10 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.harness import (ROOT, clip_accuracy, device, header, host, photos_accuracy, replay,
+from benchmarks.harness import (ROOT, clip_accuracy, device, host, photos_accuracy, read_result, replay,
                                 results_dir)
+from device import schema
 from device.bench import ratio_spread
-from device.fsio import atomic_write_json
 from device.system import machine_info
 FULL_VARIANTS = ["seed-float32", "seed-float16", "seed-dynamic", "seed-int8",
                  "edge-float32", "edge-float16", "edge-dynamic", "edge-int8", "edge-pruned-int8", "shipped-int8"]
@@ -137,11 +137,11 @@ def bench_grid(models: dict[str, Path], out_dir: Path, repeats: int, runs: int, 
             target = path if rep == 0 else out_dir / ".bench-tmp.json"
             device("bench", models[v], "--threads", t, *([] if x else ["--no-xnnpack"]),
                  "--runs", runs, "--json", target, capture=True)
-            res = json.loads(target.read_text())
+            res = read_result(target)
             p50.setdefault(key, []).append(res["stages"]["inference"]["p50"])
             if rep == 0:
-                kept[key] = {"file": path.name, "init_ms": res["init_ms"],
-                             "first_inference_ms": res["first_inference_ms"],
+                kept[key] = {"file": path.name, "init_ms": res["timing"].get("model_load_ms"),
+                             "first_inference_ms": res["timing"].get("first_inference_ms"),
                              "init_footprint_mb": res["memory"]["init_footprint_kb"] / 1024,
                              "peak_rss_mb": res["memory"]["peak_rss_kb"] / 1024,
                              "p99_ms": res["stages"]["inference"]["p99"]}
@@ -219,19 +219,15 @@ def main(argv=None) -> int:
         summary[v]["bench"] = bench[v]
         summary[v]["speedup_vs_" + REFERENCE.replace("-", "_")] = speedups.get(v, {})
     shipped = json.loads((ROOT / "device" / "models" / "model.json").read_text())
-    result = header("suite", machine, quick=quick) | {
-        "variants": summary, "reference": REFERENCE, "shipped_variant": SHIPPED,
-        "shipped_sha256": shipped["sha256"],
-        # Training is deterministic on one machine; another CPU's float kernels can differ.
-        "edge_int8_reproduces_shipped": summary.get("edge-int8", {}).get("sha256") == shipped["sha256"],
-        "threads": list(THREADS), "repeats": repeats, "runs_per_bench": runs,
-        "clip": {"file": clip.name, "digits": 20 if quick else 100, "hold": 2, "seed": 0,
-                 "size": [640, 480]},
-        "files_dir": files_dir.name,
-        "wall_seconds": round(time.monotonic() - t_start, 1),
-    }
     suite_json = out_dir / f"suite{suffix}.json"
-    atomic_write_json(suite_json, result)
+    schema.SuiteResult(
+        machine=machine, quick=quick, variants=summary, reference=REFERENCE, shipped_variant=SHIPPED,
+        shipped_sha256=shipped["sha256"],
+        # Training is deterministic on one machine; another CPU's float kernels can differ.
+        edge_int8_reproduces_shipped=summary.get("edge-int8", {}).get("sha256") == shipped["sha256"],
+        threads=list(THREADS), repeats=repeats, runs_per_bench=runs,
+        clip={"file": clip.name, "digits": 20 if quick else 100, "hold": 2, "seed": 0, "size": [640, 480]},
+        files_dir=files_dir.name, wall_seconds=round(time.monotonic() - t_start, 1)).write(suite_json)
     print(f"results: {suite_json}")
     if args.report:
         rep = Path(args.report)

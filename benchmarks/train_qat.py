@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.harness import ROOT, header, host, results_dir
+from benchmarks.harness import ROOT, host, results_dir, write_summary
 from device.bench import interleaved_p50
-from device.fsio import atomic_write_json
 from device.system import machine_info
 TARGETS = {"accuracy": 0.995, "bytes": 64 * 1024, "speedup_vs_seed": 3.0, "wall_seconds": 15 * 60}
 
@@ -60,7 +59,7 @@ def main(argv=None) -> int:
     ratios = [s / e for s, e in zip(lat["seed"], lat["edge"])]
     speedup = float(np.median(ratios))
     machine = machine_info()
-    result = header("train_qat", machine, quick=args.quick) | {
+    result = {
         "edge": {"accuracy": edge["accuracy"], "bytes": edge["bytes"], "gzip_bytes": edge.get("gzip_bytes"),
                  "params": edge["params"], "macs": edge["macs"], "sha256": edge["sha256"],
                  "wall_seconds": edge_wall, "pipeline_seconds": edge.get("wall_seconds"),
@@ -70,7 +69,6 @@ def main(argv=None) -> int:
         "latency_ms_single_thread": {"edge_median_per_repeat": lat["edge"], "seed_median_per_repeat": lat["seed"],
                                      "speedup_per_repeat": ratios,
                                      "speedup": {"min": min(ratios), "median": speedup, "max": max(ratios)}},
-        "targets": TARGETS,
     }
     result["pass"] = {
         "accuracy": edge["accuracy"]["tflite"] >= TARGETS["accuracy"],
@@ -80,7 +78,10 @@ def main(argv=None) -> int:
     }
     out_dir = results_dir(args.results, machine)
     name = "train_qat-quick.json" if args.quick else "train_qat.json"
-    atomic_write_json(out_dir / name, result)
+    write_summary(out_dir / name, "train_qat", quick=args.quick, targets=TARGETS,
+                  measured={"accuracy": edge["accuracy"]["tflite"], "bytes": edge["bytes"],
+                            "speedup_vs_seed": speedup, "wall_seconds": edge_wall},
+                  details=result, machine=machine)
     print(json.dumps({"accuracy": edge["accuracy"]["tflite"], "bytes": edge["bytes"],
                       "speedup": result["latency_ms_single_thread"]["speedup"], "wall_s": edge_wall,
                       "pass": result["pass"]}, indent=2))
