@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import sys
 
-from benchmarks.harness import ROOT, clip_accuracy, host, mnist_clip, photos_accuracy, replay, results_dir, write_summary
+from benchmarks.harness import (ROOT, clip_accuracy, host, mnist_clip, photos_accuracy, replay, results_dir,
+                                write_summary)
 
 RUNS = {"full": ROOT / "runs" / "bench" / "edge", "geometric": ROOT / "runs" / "ablation-geometric"}
 

@@ -57,8 +57,8 @@ def main(argv=None) -> int:
             "result": res, "decode": res["source"]["decode"], **clip_accuracy(rows, clip),
             "stages_ms": {k: {q: v[q] for q in ("p50", "p90", "p99", "max")}
                           for k, v in res["stages"].items() if v.get("count")},
-            "preprocess_plus_inference_ms": {q: float(np.percentile(pre_inf, int(q[1:]))) for q in ("p50", "p90", "p99")}
-            | {"max": float(pre_inf.max())},
+            "preprocess_plus_inference_ms": {q: float(np.percentile(pre_inf, int(q[1:])))
+                                             for q in ("p50", "p90", "p99")} | {"max": float(pre_inf.max())},
             "peak_rss_mb": res["memory"]["peak_rss_kb"] / 1024,
         }
 
@@ -107,7 +107,8 @@ def main(argv=None) -> int:
     }
     write_summary(out_dir / f"device_loop{suffix}.json", "device_loop", quick=args.quick, targets=TARGETS,
                   measured={"pre_inf_p50_ms": p["p50"], "pre_inf_p99_ms": p["p99"],
-                            "peak_rss_mb": result["soak"]["peak_rss_mb"], "rss_growth_mb": result["soak"]["rss_growth_mb"],
+                            "peak_rss_mb": result["soak"]["peak_rss_mb"],
+                            "rss_growth_mb": result["soak"]["rss_growth_mb"],
                             "photos_accuracy": photos and photos["accuracy"], "clip_accuracy": clip_acc},
                   details=result, machine=machine)
     print(json.dumps({"clip_accuracy": clip_acc, "blank_ok": blank_ok, "pre_inf_ms": p,

@@ -114,7 +114,8 @@ def make_suite_clip(path: Path, n_digits: int) -> Path:
 
 def clip_run(model: Path, clip: Path, out: Path, frames_out: Path) -> dict:
     res, rows = replay(clip, out, frames_out, model=model)
-    return {"file": out.name, "frames": res["frames"], "accuracy_per_frame": clip_accuracy(rows, clip)["accuracy_per_frame"],
+    return {"file": out.name, "frames": res["frames"],
+            "accuracy_per_frame": clip_accuracy(rows, clip)["accuracy_per_frame"],
             "stages_ms": {k: {q: v[q] for q in ("p50", "p99")} for k, v in res["stages"].items()
                           if v.get("count")},
             "within_budget": res["within_budget"], "budget_ms": res["budget_ms"],

@@ -79,8 +79,8 @@ def build_report(paths: list[str], out: str | None, md: str | None, baseline: st
                       | {tables.describe_machine(d.data["machine"]) for d in suites}
                       | {row[3] for row in technique_rows})
     notes = [f"Machines: {'; '.join(machines)}."]
-    pis = [r.machine.get("is_raspberry_pi") for r in results] + [d.data["machine"].get("is_raspberry_pi") for d in suites]
-    if not any(pis):
+    machine_dicts = [r.machine for r in results] + [d.data["machine"] for d in suites]
+    if not any(m.get("is_raspberry_pi") for m in machine_dicts):
         notes.append("No Raspberry Pi result is in this report: every figure here was measured "
                      "on the machines named above, not on a Pi.")
     if baseline:

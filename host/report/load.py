@@ -175,8 +175,8 @@ def _view(doc, name: str, problems: list[str], bad: set[str]) -> DeviceResult:
     d = doc.to_json()
     peak = f.number(d.get("memory") or {}, "peak_rss_kb", "memory.peak_rss_kb")
     return DeviceResult(
-        name=name, kind=doc.kind, status="?" if "status" in bad else doc.status if run else "ok", error=doc.error if run else None,
-        machine=doc.machine,
+        name=name, kind=doc.kind, status="?" if "status" in bad else doc.status if run else "ok",
+        error=doc.error if run else None, machine=doc.machine,
         model={"arch": f.text(model, "arch", "model.arch"), "sha256": f.text(model, "sha256", "model.sha256"),
                "threads": f.number(model, "threads", "model.threads", integer=True),
                "xnnpack": xnn if isinstance(xnn, bool) else None,
