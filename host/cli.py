@@ -19,15 +19,7 @@ from host import config
 # -- argument types ------------------------------------------------------------------------
 def _fraction(flag: str, lo_open: bool):
     """A float in [0, 1) (or (0, 1) with ``lo_open``)."""
-    base = number(float, lo=0, lo_open=lo_open, flag=flag)
-
-    def parse(text: str) -> float:
-        v = base(text)
-        if v >= 1:
-            raise argparse.ArgumentTypeError(f"{flag} must be < 1 (got {text})")
-        return v
-    parse.__name__ = flag
-    return parse
+    return number(float, lo=0, lo_open=lo_open, hi=1, hi_open=True, flag=flag)
 
 
 def _index_list(text: str) -> list[int]:
@@ -183,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="*", help="image files, folders or globs (e.g. digit photos)")
     p.add_argument("--labels", metavar="CSV", type=_existing_file("--labels"),
                    help="labels.csv (file,label): misreads are marked")
-    p.add_argument("--mnist-index", type=_index_list, default=[], metavar="I,J,...",
+    p.add_argument("--mnist-index", type=_index_list, metavar="I,J,...",
                    help="MNIST test images by index")
     p.add_argument("--mnist-errors", type=number(int, lo=0, flag="--mnist-errors"), default=0, metavar="N",
                    help="also the first N test images the model gets wrong")
@@ -323,7 +315,7 @@ def cmd_explain(args) -> int:
         raise UsageError("--wrong-only needs labels: --labels CSV for files, or MNIST images")
     from host.techniques import run_explain
 
-    run_explain(args.model, args.images, args.labels, args.mnist_index, args.mnist_errors, args.layer,
+    run_explain(args.model, args.images, args.labels, args.mnist_index or [], args.mnist_errors, args.layer,
                 args.data, args.out, args.wrong_only)
     return 0
 
