@@ -1,16 +1,22 @@
-"""Camera frame -> MNIST-style model input.
+"""Camera frame -> MNIST-style model inputs.
 
 MNIST digits are white on black, size-normalised into a 20x20 box (aspect kept) and centred by
 centre of mass in 28x28.  A camera sees dark ink (black, blue or red) on lit paper, under
-uneven light, at any size and position.  The steps, each a function a test can call:
+uneven light, hard shadows, beside the paper's edge and the desk, on ruled or squared paper,
+next to other marks, at any size and position.  The steps, each a function a test can call:
 
 1. ``ink_map``: a small grayscale working copy (halved until near ``work_size``); "ink" = how
-   much darker a pixel is than the paper around it.  The paper level is a local maximum filter
-   (a closing), which removes uneven light and shadows wider than a stroke.
-2. ``find_digit``: Otsu threshold on the ink map, connected components, the largest stroke
-   blob plus the blobs near it (a 4 or 5 drawn in two strokes); "no digit" when the contrast
-   or the blob is too small.
-3. ``to_mnist``: crop, scale the ink into [0, 1], fit the longer side into 20 px, and place
+   much darker a pixel is than the paper around it, as a fraction of that paper's brightness.
+   The paper level is a morphological closing wider than a stroke: it fills strokes but keeps
+   a step (a shadow's or the paper's edge) where it is, so a hard shadow edge is not ink, and
+   the ratio makes ink in a shadow as strong as ink in the light.
+2. ``find_blobs``: threshold, outer contours, and for each blob large enough to be a digit its
+   shape: height, aspect, stroke width, contrast, whether it touches the frame's border.
+   ``digit_like`` says which blobs can be digits: not a long strip, not a solid patch (a
+   shadow's corner, a blot), not a ruled line, not a fragment of a larger shadow.
+3. ``find_digit`` (one digit: the tallest digit-like blob and the pieces that belong to it) or
+   ``find_digits`` (every digit, grouped into lines in reading order).
+4. ``to_mnist``: crop, scale the ink into [0, 1], fit the longer side into 20 px, and place
    the centre of mass at the centre of 28x28.
 
 Everything runs at the working size, so a 640x480 frame costs about the same as a 160x120 one.
@@ -32,26 +38,40 @@ cv2.setNumThreads(1)
 @dataclass(frozen=True)
 class PreprocessOptions:
     work_size: int = 128        # target longest side of the working copy, pixels
-    min_contrast: int = 40      # ink must be this much darker than the paper (0-255)
-    min_area: float = 0.002     # smallest digit blob, as a fraction of the working frame
+    min_contrast: int = 40      # ink must be this much darker than its paper (0-255 of the paper)
+    min_height: float = 0.07    # smallest digit, as a fraction of the frame height
+    max_height: float = 0.95
     box: int = 20               # MNIST's size-normalisation box
     size: int = 28              # model input side
 
 
 @dataclass
 class Prepared:
-    """The model input (float32 28x28 in [0, 1]) or None when no digit was found, and the
-    digit's region in frame coordinates (x, y, w, h)."""
+    """The model input (float32 28x28 in [0, 1]) or None when no digit was found, the digit's
+    region in frame coordinates (x, y, w, h), why there is none, and (for several digits) the
+    digit's line, 0 = top."""
     image: np.ndarray | None
     region: tuple[int, int, int, int] | None
     reason: str = ""
+    line: int = 0
 
 
 DEFAULT = PreprocessOptions()
+_K3 = np.ones((3, 3), np.uint8)
+_K5 = np.ones((5, 5), np.uint8)
 
 
-def ink_map(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> tuple[np.ndarray, float]:
-    """(ink uint8 at working size, scale working/frame).  ``frame``: gray (H, W) or BGR(A)."""
+@dataclass
+class InkMap:
+    """One level of the ink pyramid."""
+    ink: np.ndarray      # uint8, 255 = black ink on its paper
+    gray: np.ndarray     # the working copy at this level
+    paper: np.ndarray    # its paper level
+    scale: float         # this level's size / frame size
+
+
+def working_copy(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> tuple[np.ndarray, float]:
+    """(gray uint8 near ``work_size``, scale working/frame).  ``frame``: gray or BGR(A)."""
     small, scale = frame, 1.0
     if small.ndim == 3:
         if max(small.shape[:2]) > opts.work_size * 3:
@@ -70,56 +90,248 @@ def ink_map(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> tuple[np.nd
     while max(small.shape[:2]) > opts.work_size * 1.5:
         small = cv2.resize(small, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
         scale *= 0.5
-    # The paper's brightness around each pixel: a maximum filter wider than a stroke, computed
-    # on a quarter-size copy (16x cheaper) and smoothed back up.  Ink = paper - pixel, so
-    # uneven light and soft shadows cancel out.
-    h, w = small.shape
-    tiny = cv2.resize(small, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_LINEAR)
-    k = max(3, (max(tiny.shape) // 8) | 1)
-    paper = cv2.blur(cv2.dilate(tiny, np.ones((k, k), np.uint8)), (k, k))
-    paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
-    return cv2.subtract(paper, small), scale
+    return small, scale
 
 
-def find_digit(ink: np.ndarray, opts: PreprocessOptions = DEFAULT):
-    """Return (mask uint8 0/255 of the digit's strokes, bbox (x, y, w, h) at working size)
-    or (None, reason)."""
-    if int(ink.max()) < opts.min_contrast:
-        return None, "no ink"
-    thr, binary = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
-    if thr < opts.min_contrast / 2:
-        # Otsu on paper texture alone finds a tiny split; raise it to the contrast floor.
-        _, binary = cv2.threshold(ink, opts.min_contrast / 2, 255, cv2.THRESH_BINARY)
-    # Outer contours, not connected-component labelling: 4x cheaper here, and a filled outer
-    # contour is the blob (its holes are paper, whose ink is ~0 anyway).  There are a handful
-    # of blobs per frame, so plain Python on tuples beats numpy's per-call overhead.
-    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+def ink_map(gray: np.ndarray, k: int, scale: float = 1.0) -> InkMap:
+    """Ink of ``gray`` against a paper level estimated by a ``k``x``k`` closing."""
+    # The paper's brightness: a closing (max then min filter) wider than the strokes.  It fills
+    # strokes and keeps steps in place, unlike a max filter alone, which would spread the lit
+    # side of a shadow's edge over the dark side and make a band of false ink there.
+    paper = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    # Ink as a fraction of the paper's level: a stroke in a shadow is as strong as in the light.
+    # The floor keeps a dark desk's texture (paper level near 0) from being amplified to ink.
+    ink = cv2.divide(cv2.subtract(paper, gray), cv2.max(paper, 48), scale=255)
+    return InkMap(ink, gray, paper, scale)
+
+
+def ink_levels(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> list[InkMap]:
+    """The two levels digits are looked for at.  A closing fills every dark feature narrower
+    than its kernel, the finger of a hand's shadow as well as a stroke, so one kernel wide
+    enough for a large digit's marker strokes would turn the fingers beside a small digit into
+    ink.  Level 0 (the working copy, a kernel for strokes up to ~8 px) sees small and thin
+    digits and not the fingers around them; level 1 (half size, a kernel for strokes up to ~20
+    working pixels) sees large, thick digits, whose hands' fingers are wider still."""
+    small, scale = working_copy(frame, opts)
+    side = max(small.shape)
+    half = cv2.resize(small, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    return [ink_map(small, max(5, (side // 18) | 1), scale),
+            ink_map(half, max(5, (side // 14) | 1), scale * 0.5)]
+
+
+@dataclass(eq=False)
+class Blob:
+    """A connected ink region of one level, what it looks like and whether it can be (part
+    of) a digit.  Coordinates are the level's pixels."""
+    x: int
+    y: int
+    w: int
+    h: int
+    contour: np.ndarray    # its outer contour
+    thr: int               # the ink threshold it was cut at
+    im: InkMap             # the level it was found at
+    holes: float = 0.0     # perimeter of its holes, px
+    area: int = 0          # ink pixels
+    stroke: float = 0.0    # mean stroke width, px
+    contrast: float = 0.0  # mean ink on its pixels (0-255)
+    why: str = ""          # why it is not digit-like ("" when it is)
+
+    def frame_box(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) in frame pixels."""
+        s = self.im.scale
+        return self.x / s, self.y / s, (self.x + self.w) / s, (self.y + self.h) / s
+
+
+def find_blobs(im: InkMap, opts: PreprocessOptions = DEFAULT) -> list[Blob]:
+    """Every ink blob of one level; those large enough to be a digit are measured and judged
+    (``why``).  A large blob that fails only for its extent (too wide, touching the border)
+    may be a digit joined to a faint ruled line or a paper edge: it is cut again at half its
+    own ink level, where the fainter lines fall away."""
+    _, binary = cv2.threshold(im.ink, opts.min_contrast, 255, cv2.THRESH_BINARY)
+    blobs: list[Blob] = []
+    _blobs_in(binary, 0, 0, opts.min_contrast, im, opts, blobs, refine=True)
+    return blobs
+
+
+_RECUT = ("touches the border", "wide", "too tall")
+
+
+def _blobs_in(binary, ox, oy, thr, im: InkMap, opts, out: list[Blob], refine: bool) -> None:
+    contours, hier = cv2.findContours(binary, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE, offset=(ox, oy))
     if not contours:
-        return None, "no ink"
-    H, W = ink.shape
-    boxes = [cv2.boundingRect(c) for c in contours]
-    sizes = [w * h for _, _, w, h in boxes]
-    main = max(range(len(boxes)), key=sizes.__getitem__)
-    mx, my, mw, mh = boxes[main]
-    if cv2.contourArea(contours[main]) + mw + mh < opts.min_area * H * W:
-        return None, "too small"
-    # Blobs near the main one and not negligible belong to the same digit (a 4 or a 5 drawn
-    # in two strokes); specks and far-away marks do not.
-    mgx, mgy = max(2, mw // 2), max(2, mh // 3)
-    floor = 0.08 * sizes[main]
-    keep = [i for i, (x, y, w, h) in enumerate(boxes)
-            if i == main or (sizes[i] >= floor and x <= mx + mw + mgx and x + w >= mx - mgx
-                             and y <= my + mh + mgy and y + h >= my - mgy)]
-    x0 = min(boxes[i][0] for i in keep)
-    y0 = min(boxes[i][1] for i in keep)
-    x1 = max(boxes[i][0] + boxes[i][2] for i in keep)
-    y1 = max(boxes[i][1] + boxes[i][3] for i in keep)
-    mask = binary[y0:y1, x0:x1]
-    if len(keep) < len(contours):
-        # Other marks reach into the digit's box: keep only the digit's own strokes.
-        filled = np.zeros_like(mask)
-        cv2.drawContours(filled, [contours[i] for i in keep], -1, 255, cv2.FILLED, offset=(-x0, -y0))
-        mask = cv2.bitwise_and(filled, mask)
+        return
+    H, W = im.ink.shape
+    min_h = opts.min_height * H
+    hier = hier[0]
+    # There are a handful of large blobs per frame, so plain Python on tuples beats numpy's
+    # per-call overhead here.
+    for i, c in enumerate(contours):
+        if hier[i][3] >= 0:
+            continue   # a hole
+        x, y, w, h = cv2.boundingRect(c)
+        b = Blob(x, y, w, h, c, thr, im)
+        if h < min_h and w < min_h:
+            b.why = "small"
+            out.append(b)
+            continue
+        child = hier[i][2]
+        while child >= 0:
+            b.holes += cv2.arcLength(contours[child], True)
+            child = hier[child][0]
+        mask = measure(b)
+        b.why = judge(b, W, H, opts)
+        if refine and b.why in _RECUT:
+            peak = cv2.minMaxLoc(im.ink[y:y + h, x:x + w], mask)[1]
+            if peak >= 2 * thr:
+                sub = int(max(thr + 12, 0.5 * peak))
+                _, roi = cv2.threshold(im.ink[y:y + h, x:x + w], sub, 255, cv2.THRESH_BINARY)
+                _blobs_in(cv2.bitwise_and(roi, mask), x, y, sub, im, opts, out, False)
+                continue
+        if not b.why:
+            b.why = continues(b)
+        out.append(b)
+
+
+def own_mask(b: Blob) -> np.ndarray:
+    """0/255 over b's box: its filled contour, where the ink reaches its threshold."""
+    filled = np.zeros((b.h, b.w), np.uint8)
+    cv2.drawContours(filled, [b.contour], -1, 255, cv2.FILLED, offset=(-b.x, -b.y))
+    _, cut = cv2.threshold(b.im.ink[b.y:b.y + b.h, b.x:b.x + b.w], b.thr, 255, cv2.THRESH_BINARY)
+    return cv2.bitwise_and(filled, cut)
+
+
+def measure(b: Blob) -> np.ndarray:
+    """Fill in area, stroke width and contrast; returns the blob's own mask."""
+    mask = own_mask(b)
+    b.area = cv2.countNonZero(mask)
+    # A stroke of width s and length l has area s*l and a perimeter (outline plus holes) of
+    # about 2*l.
+    b.stroke = 2.0 * b.area / max(cv2.arcLength(b.contour, True) + b.holes, 1.0)
+    b.contrast = cv2.mean(b.im.ink[b.y:b.y + b.h, b.x:b.x + b.w], mask)[0]
+    return mask
+
+
+def judge(b: Blob, W: int, H: int, opts: PreprocessOptions) -> str:
+    """"" when ``b`` can be a digit, else the reason it cannot."""
+    if b.x == 0 or b.y == 0 or b.x + b.w == W or b.y + b.h == H:
+        return "touches the border"
+    if b.h > opts.max_height * H:
+        return "too tall"
+    if b.w > 1.6 * b.h:
+        return "wide"
+    if b.h < opts.min_height * H:
+        return "too low"
+    if b.h > 14 * max(b.w, 1):
+        return "thin"
+    if b.stroke > 0.32 * b.h:
+        return "solid"
+    return ""
+
+
+_BEYOND = (0.62, 0.72, 0.82, 0.92)   # sample points past a blob's ends, in lengths from its centre
+
+
+def continues(b: Blob) -> str:
+    """"" when ``b`` ends where it seems to, else what it is a part of.
+
+    The closing fills every dark feature narrower than its kernel, so two things that are not
+    ink pass for strokes.  A long thin piece of a paper edge, a ruling or a grid line: it goes
+    on as ink along its axis, where a stroke's end meets paper.  The finger of a hand's shadow:
+    it is as dark as the palm it grows from, so the region of the blob's darkest gray level,
+    flooded from its darkest pixel, spreads far beyond the blob into the shadow; ink is darker
+    than any paper around it, lit or shadowed, and its flood stays inside the stroke."""
+    (cx, cy), (rw, rh), ang = cv2.minAreaRect(b.contour)
+    im = b.im
+    H, W = im.ink.shape
+    if max(rw, rh) >= 3.5 * max(min(rw, rh), 1.0):
+        length = max(rw, rh)
+        a = np.deg2rad(ang if rw >= rh else ang + 90.0)
+        ux, uy = float(np.cos(a)), float(np.sin(a))
+        for sign in (1.0, -1.0):
+            n = hits = 0
+            for t in _BEYOND:
+                px, py = int(round(cx + sign * t * length * ux)), int(round(cy + sign * t * length * uy))
+                if 0 <= px < W and 0 <= py < H:
+                    n += 1
+                    hits += int(im.ink[max(0, py - 1):py + 2, max(0, px - 1):px + 2].max()) >= 0.4 * b.contrast
+            if n >= 3 and hits >= n - 1:
+                return "part of a line"
+    lo, _, (mx, my), _ = cv2.minMaxLoc(im.gray[b.y:b.y + b.h, b.x:b.x + b.w], own_mask(b))
+    tol = 0.15 * lo + 3
+    flood = np.zeros((H + 2, W + 2), np.uint8)
+    area = cv2.floodFill(im.gray, flood, (b.x + mx, b.y + my), 0, tol, tol,
+                         4 | cv2.FLOODFILL_MASK_ONLY | cv2.FLOODFILL_FIXED_RANGE | (255 << 8))[0]
+    if area > 2.5 * b.area + 20:
+        return "part of a shadow"
+    return ""
+
+
+def _pieces(main: Blob, blobs: list[Blob]) -> list[Blob]:
+    """The blobs of main's level that belong to the same digit: within its columns (a 5's
+    flag, a 4's second stroke, a stroke broken by a ruled line) and near it vertically; not an
+    underline or a mark beside it."""
+    out = [main]
+    gx, gy = max(2, main.w // 3), max(2, main.h // 4)
+    for b in blobs:
+        if (b is main or b.im is not main.im or b.why in _RECUT or b.why.startswith("part of")
+                or max(b.w, b.h) < 0.12 * main.h):
+            continue
+        overlap = min(b.x + b.w, main.x + main.w) - max(b.x, main.x)
+        if (overlap >= 0.5 * b.w and b.x >= main.x - gx and b.x + b.w <= main.x + main.w + gx
+                and b.y <= main.y + main.h + gy and b.y + b.h >= main.y - gy and b.h <= main.h):
+            out.append(b)
+    return out
+
+
+def candidates(levels: list[InkMap], opts: PreprocessOptions = DEFAULT) -> tuple[list[Blob], list[Blob]]:
+    """(digit-like blobs, every blob) over both levels.  A digit seen at both levels is kept
+    once: at level 0 (finer), unless level 0 saw only a fragment of it (a thick stroke is
+    wider than level 0's kernel, so only its thinner parts show there)."""
+    blobs = [b for im in levels if int(im.ink.max()) >= opts.min_contrast for b in find_blobs(im, opts)]
+    fine = [b for b in blobs if not b.why and b.im is levels[0]]
+    coarse = [b for b in blobs if not b.why and b.im is not levels[0]]
+    keep = []
+    for c in coarse:
+        cx0, cy0, cx1, cy1 = c.frame_box()
+        inside = [f for f in fine if _overlaps(f.frame_box(), (cx0, cy0, cx1, cy1))]
+        if not inside:
+            keep.append(c)
+        elif max(f.frame_box()[3] - f.frame_box()[1] for f in inside) < 0.75 * (cy1 - cy0):
+            keep.append(c)
+            fine = [f for f in fine if f not in inside]
+    return fine + keep, blobs
+
+
+def _overlaps(a, b) -> bool:
+    """Boxes (x0, y0, x1, y1) overlapping by half the smaller one's area."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return False
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return w * h >= 0.5 * small
+
+
+def find_digit(levels: list[InkMap], opts: PreprocessOptions = DEFAULT):
+    """(parts, None) for the digit (the tallest digit-like blob and the pieces that belong to
+    it) or (None, reason)."""
+    good, blobs = candidates(levels, opts)
+    if not good:
+        return None, "no ink" if not blobs else "nothing digit-like"
+    main = max(good, key=lambda b: b.h / b.im.scale)
+    return _pieces(main, blobs), None
+
+
+def digit_mask(parts: list[Blob]):
+    """(mask 0/255 of the parts' strokes, bbox (x, y, w, h) at their level)."""
+    x0 = min(b.x for b in parts)
+    y0 = min(b.y for b in parts)
+    x1 = max(b.x + b.w for b in parts)
+    y1 = max(b.y + b.h for b in parts)
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    for b in parts:
+        sub = mask[b.y - y0:b.y - y0 + b.h, b.x - x0:b.x - x0 + b.w]
+        cv2.bitwise_or(sub, own_mask(b), dst=sub)
     return mask, (x0, y0, x1 - x0, y1 - y0)
 
 
@@ -156,20 +368,27 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray, bbox, opts: PreprocessOptions = 
     return out.astype(np.float32) * np.float32(1 / 255)
 
 
-_K3 = np.ones((3, 3), np.uint8)
+def _checked(frame):
+    if frame is None or frame.size == 0 or frame.ndim not in (2, 3):
+        return None
+    if frame.dtype != np.uint8:
+        frame = np.clip(frame, 0, 255).astype(np.uint8)
+    return frame
+
+
+def _prepared(parts: list[Blob], opts: PreprocessOptions, line: int = 0) -> Prepared:
+    mask, (x, y, w, h) = digit_mask(parts)
+    s = parts[0].im.scale
+    region = (int(x / s), int(y / s), int(round(w / s)), int(round(h / s)))
+    return Prepared(to_mnist(parts[0].im.ink, mask, (x, y, w, h), opts), region, line=line)
 
 
 def prepare(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> Prepared:
-    """The whole chain: frame (gray or BGR) -> :class:`Prepared`."""
-    if frame is None or frame.size == 0 or frame.ndim not in (2, 3):
+    """The whole chain for one digit: frame (gray or BGR) -> :class:`Prepared`."""
+    frame = _checked(frame)
+    if frame is None:
         return Prepared(None, None, "empty frame")
-    if frame.dtype != np.uint8:
-        frame = np.clip(frame, 0, 255).astype(np.uint8)
-    ink, scale = ink_map(frame, opts)
-    mask, found = find_digit(ink, opts)
-    if mask is None:
-        return Prepared(None, None, found)
-    image = to_mnist(ink, mask, found, opts)
-    x, y, w, h = found
-    region = (int(x / scale), int(y / scale), int(round(w / scale)), int(round(h / scale)))
-    return Prepared(image, region)
+    parts, why = find_digit(ink_levels(frame, opts), opts)
+    if parts is None:
+        return Prepared(None, None, why)
+    return _prepared(parts, opts)
