@@ -40,6 +40,7 @@ class PreprocessOptions:
     work_size: int = 128        # target longest side of the working copy, pixels
     min_contrast: int = 40      # ink must be this much darker than its paper (0-255 of the paper)
     min_height: float = 0.07    # smallest digit, as a fraction of the frame height
+    thick_contrast: int = 110   # thick strokes (seen at level 1 only) must be this dark
     max_height: float = 0.95
     box: int = 20               # MNIST's size-normalisation box
     size: int = 28              # model input side
@@ -101,7 +102,7 @@ def ink_map(gray: np.ndarray, k: int, scale: float = 1.0) -> InkMap:
     paper = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
     # Ink as a fraction of the paper's level: a stroke in a shadow is as strong as in the light.
     # The floor keeps a dark desk's texture (paper level near 0) from being amplified to ink.
-    ink = cv2.divide(cv2.subtract(paper, gray), cv2.max(paper, 48), scale=255)
+    ink = cv2.divide(cv2.subtract(paper, gray), cv2.max(paper, 40), scale=255)
     return InkMap(ink, gray, paper, scale)
 
 
@@ -256,50 +257,120 @@ def continues(b: Blob) -> str:
                     hits += int(im.ink[max(0, py - 1):py + 2, max(0, px - 1):px + 2].max()) >= 0.4 * b.contrast
             if n >= 3 and hits >= n - 1:
                 return "part of a line"
+    # The flood follows gentle changes (a shadow's light gradient) but does not climb to the
+    # paper: pixels much brighter than the seed are walls.
     lo, _, (mx, my), _ = cv2.minMaxLoc(im.gray[b.y:b.y + b.h, b.x:b.x + b.w], own_mask(b))
-    tol = 0.15 * lo + 3
+    _, walls = cv2.threshold(im.gray, 1.6 * lo + 6, 255, cv2.THRESH_BINARY)
     flood = np.zeros((H + 2, W + 2), np.uint8)
-    area = cv2.floodFill(im.gray, flood, (b.x + mx, b.y + my), 0, tol, tol,
-                         4 | cv2.FLOODFILL_MASK_ONLY | cv2.FLOODFILL_FIXED_RANGE | (255 << 8))[0]
-    if area > 2.5 * b.area + 20:
+    area = cv2.floodFill(cv2.max(im.gray, walls), flood, (b.x + mx, b.y + my), 0, 3, 3,
+                         4 | cv2.FLOODFILL_MASK_ONLY | (255 << 8))[0]
+    if area > 2.0 * b.area + 10:
         return "part of a shadow"
     return ""
 
 
-def _pieces(main: Blob, blobs: list[Blob]) -> list[Blob]:
-    """The blobs of main's level that belong to the same digit: within its columns (a 5's
-    flag, a 4's second stroke, a stroke broken by a ruled line) and near it vertically; not an
-    underline or a mark beside it."""
-    out = [main]
-    gx, gy = max(2, main.w // 3), max(2, main.h // 4)
-    for b in blobs:
-        if (b is main or b.im is not main.im or b.why in _RECUT or b.why.startswith("part of")
-                or max(b.w, b.h) < 0.12 * main.h):
+@dataclass(eq=False)
+class Digit:
+    """One digit: its blobs (a digit drawn in two strokes, or broken by a ruling or a
+    threshold, has several) at one level, and their box in that level's pixels."""
+    parts: list[Blob]
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    line: int = 0
+
+    @property
+    def im(self) -> InkMap:
+        return self.parts[0].im
+
+    def frame_box(self) -> tuple[float, float, float, float]:
+        s = self.im.scale
+        return self.x0 / s, self.y0 / s, self.x1 / s, self.y1 / s
+
+
+_NEVER_PART = ("touches the border", "too tall", "part of a shadow")
+
+
+def _joins(d: Digit, b: Blob, ref: float, ref_h: int) -> bool:
+    """Does blob ``b`` belong to digit ``d``: sharing its columns (a 4's second stroke, a 5's
+    flag, the loop of a 6 cut off by a ruling), close above or below, as dark as the digit's
+    ink (a ruling or a grid line is paler), and the two together still digit-shaped (not an
+    underline, not the digit beside it)."""
+    dw, dh = d.x1 - d.x0, d.y1 - d.y0
+    overlap = min(b.x + b.w, d.x1) - max(b.x, d.x0)
+    if overlap < max(1, 0.5 * min(b.w, dw)):
+        return False
+    gap = max(b.y - d.y1, d.y0 - (b.y + b.h))
+    if gap > 0.25 * max(b.h, dh):
+        return False
+    uw = max(b.x + b.w, d.x1) - min(b.x, d.x0)
+    uh = max(b.y + b.h, d.y1) - min(b.y, d.y0)
+    if uw > 1.25 * uh or uh > 1.4 * ref_h:
+        return False
+    if not b.contrast:
+        measure(b)
+    return b.contrast >= 0.45 * ref
+
+
+def _digits_at(blobs: list[Blob]) -> list[Digit]:
+    """Digit-like blobs of one level, each with the pieces that belong to it (the tallest
+    first claim theirs)."""
+    seeds = sorted((b for b in blobs if not b.why and b.contrast >= 1.5 * b.thr), key=lambda b: -b.h)
+    free = [b for b in blobs if b.why not in _NEVER_PART and max(b.w, b.h) >= 2]
+    taken: set[int] = set()
+    out = []
+    for seed in seeds:
+        if id(seed) in taken:
             continue
-        overlap = min(b.x + b.w, main.x + main.w) - max(b.x, main.x)
-        if (overlap >= 0.5 * b.w and b.x >= main.x - gx and b.x + b.w <= main.x + main.w + gx
-                and b.y <= main.y + main.h + gy and b.y + b.h >= main.y - gy and b.h <= main.h):
-            out.append(b)
+        d = Digit([seed], seed.x, seed.y, seed.x + seed.w, seed.y + seed.h)
+        taken.add(id(seed))
+        grown = True
+        while grown:
+            grown = False
+            for b in free:
+                if id(b) in taken or max(b.w, b.h) < 0.12 * (d.y1 - d.y0) or not _joins(d, b, seed.contrast, seed.h):
+                    continue
+                d.parts.append(b)
+                d.x0, d.y0 = min(d.x0, b.x), min(d.y0, b.y)
+                d.x1, d.y1 = max(d.x1, b.x + b.w), max(d.y1, b.y + b.h)
+                taken.add(id(b))
+                grown = True
+        out.append(d)
     return out
 
 
-def candidates(levels: list[InkMap], opts: PreprocessOptions = DEFAULT) -> tuple[list[Blob], list[Blob]]:
-    """(digit-like blobs, every blob) over both levels.  A digit seen at both levels is kept
-    once: at level 0 (finer), unless level 0 saw only a fragment of it (a thick stroke is
-    wider than level 0's kernel, so only its thinner parts show there)."""
-    blobs = [b for im in levels if int(im.ink.max()) >= opts.min_contrast for b in find_blobs(im, opts)]
-    fine = [b for b in blobs if not b.why and b.im is levels[0]]
-    coarse = [b for b in blobs if not b.why and b.im is not levels[0]]
-    keep = []
+def find_digits(levels: list[InkMap], opts: PreprocessOptions = DEFAULT) -> tuple[list[Digit], str]:
+    """Every digit in view, unordered, and a reason when there is none.  A digit seen at both
+    levels is kept once: at level 0 (finer), unless level 0 saw only fragments of it (a
+    stroke wider than level 0's kernel shows there only where it is thinner)."""
+    per_level = [find_blobs(im, opts) if int(im.ink.max()) >= opts.min_contrast else [] for im in levels]
+    if not any(per_level):
+        return [], "no ink"
+    fine = _digits_at(per_level[0])
+    # Level 1 is there for thick strokes, which are dark (a marker); a thin or pale blob there
+    # is better seen at level 0, or is a shadow's finger.
+    coarse = _digits_at([b for b in per_level[1]
+                         if b.why or (b.stroke >= 2.5 and b.contrast >= opts.thick_contrast)])
+    coarse = [c for c in coarse if not c.parts[0].why]
     for c in coarse:
-        cx0, cy0, cx1, cy1 = c.frame_box()
-        inside = [f for f in fine if _overlaps(f.frame_box(), (cx0, cy0, cx1, cy1))]
-        if not inside:
-            keep.append(c)
-        elif max(f.frame_box()[3] - f.frame_box()[1] for f in inside) < 0.75 * (cy1 - cy0):
-            keep.append(c)
+        box = c.frame_box()
+        inside = [f for f in fine if _overlaps(f.frame_box(), box)]
+        if inside:
+            covered = _area(_union([f.frame_box() for f in inside]))
+            if covered >= 0.8 * _area(box):
+                continue
             fine = [f for f in fine if f not in inside]
-    return fine + keep, blobs
+        fine.append(c)
+    return fine, "" if fine else "nothing digit-like"
+
+
+def _area(b) -> float:
+    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+
+
+def _union(boxes):
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
 def _overlaps(a, b) -> bool:
@@ -308,31 +379,24 @@ def _overlaps(a, b) -> bool:
     h = min(a[3], b[3]) - max(a[1], b[1])
     if w <= 0 or h <= 0:
         return False
-    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return w * h >= 0.5 * small
+    return w * h >= 0.5 * min(_area(a), _area(b))
 
 
-def find_digit(levels: list[InkMap], opts: PreprocessOptions = DEFAULT):
-    """(parts, None) for the digit (the tallest digit-like blob and the pieces that belong to
-    it) or (None, reason)."""
-    good, blobs = candidates(levels, opts)
-    if not good:
-        return None, "no ink" if not blobs else "nothing digit-like"
-    main = max(good, key=lambda b: b.h / b.im.scale)
-    return _pieces(main, blobs), None
+def find_digit(levels: list[InkMap], opts: PreprocessOptions = DEFAULT) -> tuple[Digit | None, str]:
+    """The digit of a one-digit frame (the tallest found) or (None, reason)."""
+    digits, why = find_digits(levels, opts)
+    if not digits:
+        return None, why
+    return max(digits, key=lambda d: (d.y1 - d.y0) / d.im.scale), ""
 
 
-def digit_mask(parts: list[Blob]):
-    """(mask 0/255 of the parts' strokes, bbox (x, y, w, h) at their level)."""
-    x0 = min(b.x for b in parts)
-    y0 = min(b.y for b in parts)
-    x1 = max(b.x + b.w for b in parts)
-    y1 = max(b.y + b.h for b in parts)
-    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    for b in parts:
-        sub = mask[b.y - y0:b.y - y0 + b.h, b.x - x0:b.x - x0 + b.w]
+def digit_mask(d: Digit) -> np.ndarray:
+    """0/255 over the digit's box: the strokes of its parts."""
+    mask = np.zeros((d.y1 - d.y0, d.x1 - d.x0), np.uint8)
+    for b in d.parts:
+        sub = mask[b.y - d.y0:b.y - d.y0 + b.h, b.x - d.x0:b.x - d.x0 + b.w]
         cv2.bitwise_or(sub, own_mask(b), dst=sub)
-    return mask, (x0, y0, x1 - x0, y1 - y0)
+    return mask
 
 
 def to_mnist(ink: np.ndarray, mask: np.ndarray, bbox, opts: PreprocessOptions = DEFAULT) -> np.ndarray:
@@ -376,11 +440,11 @@ def _checked(frame):
     return frame
 
 
-def _prepared(parts: list[Blob], opts: PreprocessOptions, line: int = 0) -> Prepared:
-    mask, (x, y, w, h) = digit_mask(parts)
-    s = parts[0].im.scale
-    region = (int(x / s), int(y / s), int(round(w / s)), int(round(h / s)))
-    return Prepared(to_mnist(parts[0].im.ink, mask, (x, y, w, h), opts), region, line=line)
+def _prepared(d: Digit, opts: PreprocessOptions) -> Prepared:
+    box = (d.x0, d.y0, d.x1 - d.x0, d.y1 - d.y0)
+    s = d.im.scale
+    region = (int(d.x0 / s), int(d.y0 / s), int(round(box[2] / s)), int(round(box[3] / s)))
+    return Prepared(to_mnist(d.im.ink, digit_mask(d), box, opts), region, line=d.line)
 
 
 def prepare(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> Prepared:
@@ -388,7 +452,7 @@ def prepare(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> Prepared:
     frame = _checked(frame)
     if frame is None:
         return Prepared(None, None, "empty frame")
-    parts, why = find_digit(ink_levels(frame, opts), opts)
-    if parts is None:
+    digit, why = find_digit(ink_levels(frame, opts), opts)
+    if digit is None:
         return Prepared(None, None, why)
-    return _prepared(parts, opts)
+    return _prepared(digit, opts)
