@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.manifest import atomic_write_json
+from device.fsio import atomic_write_json
 from device.synth import load_labels, make_clip
 from device.system import machine_info, machine_slug
 
@@ -45,7 +45,7 @@ def main() -> int:
         r = subprocess.run([sys.executable, "-m", "device.cli", "classify", str(PHOTOS), "--labels",
                             str(PHOTOS / "labels.csv"), "--json", "--model", model],
                            cwd=ROOT, check=True, capture_output=True, text=True)
-        photos = json.loads(r.stderr.strip().splitlines()[-1])
+        photos = json.loads(r.stdout.strip().splitlines()[-1])
         frames = ROOT / "runs" / f"ablation-{mode}.jsonl"
         subprocess.run([sys.executable, "-m", "device.cli", "run", "--source", str(clip), "--quiet",
                         "--output", "", "--frames-out", str(frames), "--model", model],

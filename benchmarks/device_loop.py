@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.manifest import atomic_write_json
+from device.fsio import atomic_write_json
 from device.synth import load_labels, make_clip
 from device.system import machine_info, machine_slug
 
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     photos = None
     if (PHOTOS / "labels.csv").is_file():
         r = device("classify", str(PHOTOS), "--labels", str(PHOTOS / "labels.csv"), "--json", *model)
-        photos = json.loads(r.stderr.strip().splitlines()[-1])
+        photos = json.loads(r.stdout.strip().splitlines()[-1])
         wrong = [json.loads(l) for l in r.stdout.splitlines()]
         photos["wrong"] = [{"file": Path(w["file"]).name, "label": w.get("label"), "prediction": w["prediction"],
                             "confidence": w["confidence"]} for w in wrong if w.get("label") != w["prediction"]]

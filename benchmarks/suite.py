@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from device.bench import ratio_spread
-from device.manifest import atomic_write_json
+from device.fsio import atomic_write_json
 from device.system import machine_info, machine_slug
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,7 +117,7 @@ def photos_accuracy(model: Path) -> dict | None:
         return None
     r = _run("device.cli", "classify", PHOTOS, "--labels", PHOTOS / "labels.csv", "--json",
              "--model", model, capture=True)
-    return json.loads(r.stderr.strip().splitlines()[-1])
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def make_suite_clip(path: Path, n_digits: int) -> Path:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.manifest import atomic_write_json
+from device.fsio import atomic_write_json
 from device.bench import interleaved_p50
 from device.system import machine_info, machine_slug
 

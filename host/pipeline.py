@@ -8,7 +8,7 @@ from pathlib import Path
 
 from host import tfenv  # noqa: F401
 from device.errors import UsageError
-from device.manifest import atomic_write_json
+from device.fsio import atomic_write_json
 from host import models as archs
 from host.artifacts import Staging, build_manifest, check_out_dir
 from host.convert import convert, representative_images

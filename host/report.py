@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from device.errors import UsageError
-from device.manifest import atomic_write_bytes
-from device.results import Result, hist_bin_ms, load_result
+from device.fsio import atomic_write_bytes
+from device.schema import Document as Result, load as load_result
+from device.stats import hist_bin_ms
 
 
 def machine_label(r: Result) -> str:
@@ -49,8 +50,8 @@ def summary_rows(results: list[tuple[Path, Result]]) -> list[dict]:
             "model": f"{r.model.get('arch') or '?'} {r.model.get('sha256', '')[:12]}",
             "threads": r.model.get("threads"), "xnnpack": r.model.get("xnnpack"),
             "stage": _headline_stage(r), "p50": st.get("p50"), "p99": st.get("p99"),
-            "within_budget": r.within_budget, "budget_ms": r.budget_ms,
-            "fps": r.fps, "frames": r.frames,
+            "within_budget": getattr(r, "within_budget", None), "budget_ms": getattr(r, "budget_ms", None),
+            "fps": getattr(r, "fps", None), "frames": getattr(r, "frames", getattr(r, "runs", None)),
             "peak_rss_mb": (r.memory.get("peak_rss_kb") or 0) / 1024,
         })
     return rows
@@ -103,11 +104,12 @@ def latency_plot(path: Path, r: Result) -> str:
     b.set_ylim(0, 1.01)
     b.set_xlabel("ms")
     b.set_title("cumulative share")
+    budget = getattr(r, "budget_ms", None)
     for ax in (a, b):
-        if r.budget_ms:
-            ax.axvline(r.budget_ms, color="#cc3311", linestyle="--", label=f"budget {r.budget_ms} ms")
+        if budget:
+            ax.axvline(budget, color="#cc3311", linestyle="--", label=f"budget {budget} ms")
         ax.set_xscale("log")
-    if r.budget_ms:
+    if budget:
         b.legend(loc="lower right")
     fig.suptitle(result_label(r, path), fontsize=9)
     return _svg(fig)
@@ -182,7 +184,7 @@ def _load_any(path: str):
             return "technique", technique_row(d, Path(path).name)
         except (KeyError, TypeError) as exc:
             raise UsageError(f"{path}: {d['kind']} result lacks {exc}; re-run the job") from None
-    return "result", load_result(path)
+    return "result", load_result(path, expect=("run", "bench"))
 
 
 def build_report(paths: list[str], out: str | None, md: str | None, baseline: str | None,

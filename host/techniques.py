@@ -15,7 +15,7 @@ import numpy as np
 
 from host import tfenv  # noqa: F401
 from device.errors import UsageError
-from device.manifest import atomic_write_json
+from device.fsio import atomic_write_json
 from device.system import machine_info
 from host import models as archs
 from host.artifacts import Staging, check_out_dir

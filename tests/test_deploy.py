@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from device.manifest import atomic_write_json, sha256_file
+from device.fsio import atomic_write_json
+from device.manifest import sha256_file
 from tests import sshd
 from tests.conftest import ROOT
 

@@ -7,7 +7,8 @@ import re
 import numpy as np
 import pytest
 
-from device.results import Result, Stat
+from device.schema import BenchResult, RunResult
+from device.stats import Stat
 from host.cli import main
 
 
@@ -21,10 +22,14 @@ def _result(path, kind="run", pi=False, scale=1.0):
     machine = {"board": "Raspberry Pi 4 Model B Rev 1.5" if pi else None, "is_raspberry_pi": pi,
                "cpu": "Cortex-A72" if pi else "AMD EPYC", "arch": "aarch64" if pi else "x86_64",
                "hostname": "pi" if pi else "box"}
-    Result(kind=kind, machine=machine, model={"arch": "edge", "sha256": "ab" * 32, "threads": 1,
-                                               "xnnpack": True, "input": {"dtype": "int8"}},
-           stages=stages, memory={"peak_rss_kb": 60000}, budget_ms=5.0 if kind == "run" else None,
-           within_budget=1.0 if kind == "run" else None, frames=399, fps=100.0).write(path)
+    model = {"arch": "edge", "sha256": "ab" * 32, "threads": 1, "xnnpack": True, "input": {"dtype": "int8"}}
+    if kind == "run":
+        RunResult(machine=machine, model=model, source={"kind": "video"}, status="ok", stages=stages,
+                  memory={"peak_rss_kb": 60000}, budget_ms=5.0, within_budget=1.0, frames=399,
+                  fps=100.0).write(path)
+    else:
+        BenchResult(machine=machine, model=model, runs=399, warmup_runs=5, stages=stages,
+                    memory={"peak_rss_kb": 60000}, timing={}).write(path)
     return path
 
 

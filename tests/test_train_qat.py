@@ -3,7 +3,6 @@ full-INT8 conversion, evaluation of the .tflite with the device runtime, artifac
 
 import json
 
-import numpy as np
 import pytest
 
 from device.manifest import sha256_file

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from device.errors import SourceError, UsageError
-from device.sources import Frame
+from device.sources.base import Frame, Source
 
 INSTALL = ("picamera2 is not available: on Raspberry Pi OS run `sudo apt install "
            "python3-picamera2` and use a venv made with --system-site-packages "
@@ -35,13 +35,14 @@ def y_plane(buf: np.ndarray, width: int, height: int, stride: int | None = None)
     return buf[:height, :width]
 
 
-class PiCameraSource:
+class PiCameraSource(Source):
     """Frames from picamera2's lores stream, as grayscale arrays."""
 
+    kind = "picamera2"
     live = True
-    unreadable = 0
 
     def __init__(self, lores=(320, 240)):
+        super().__init__()
         self.size = tuple(lores)
         self.cam = None
         try:  # fail before the model loads, with the install command
@@ -50,7 +51,7 @@ class PiCameraSource:
             raise UsageError(INSTALL) from None
         self._cls = Picamera2
 
-    def __enter__(self):
+    def open(self) -> None:
         try:
             self.cam = self._cls()
         except (IndexError, RuntimeError) as exc:  # no camera attached / not enabled
@@ -62,18 +63,16 @@ class PiCameraSource:
         self.cam.configure(config)
         self.stride = self.cam.stream_configuration("lores")["stride"]
         self.cam.start()
-        return self
 
-    def __exit__(self, *exc):
+    def close(self) -> None:
         if self.cam is not None:
             self.cam.stop()
             self.cam.close()
             self.cam = None
-        return False
 
     def describe(self) -> dict:
-        return {"kind": "picamera2", "spec": f"lores {self.size[0]}x{self.size[1]} YUV420",
-                "fps": None, "realtime": True, "loop": False}
+        return {**super().describe(), "spec": f"lores {self.size[0]}x{self.size[1]} YUV420",
+                "decode": "gray"}
 
     def frames(self):
         w, h = self.size
