@@ -123,7 +123,7 @@ def assess(b: Blob, pool: list[Blob], opts, recut: bool = True) -> list[Blob]:
     if b.why in _RECUT and recut and b.h >= opts.min_height * H:
         b.measure()
         peak = cv2.minMaxLoc(b.im.ink[b.y:b.y + b.h, b.x:b.x + b.w], b.mask())[1]
-        if peak >= max(2 * b.thr, 1.8 * b.contrast):
+        if peak >= 2 * b.thr:
             sub = int(max(b.thr + 12, 0.5 * peak))
             _, roi = cv2.threshold(b.im.ink[b.y:b.y + b.h, b.x:b.x + b.w], sub, 255, cv2.THRESH_BINARY)
             parts = blobs_of(b.im, sub, cv2.bitwise_and(roi, b.mask()), b.x, b.y)
@@ -132,7 +132,7 @@ def assess(b: Blob, pool: list[Blob], opts, recut: bool = True) -> list[Blob]:
     if b.why:
         return []
     b.measure()
-    if b.stroke > 0.32 * b.h:
+    if b.stroke > 0.42 * b.h:
         b.why = "solid"
     else:
         b.why = continues(b)
@@ -261,7 +261,7 @@ def digits_at(im, opts, every: bool, thick: bool = False) -> list[Digit]:
         if not every and seeds and b.h < seeds[0].h:
             break
         for s in assess(b, pool, opts):
-            if s.contrast < 1.5 * s.thr or (thick and (s.stroke < 2.5 or s.contrast < opts.thick_contrast)):
+            if s.contrast < 1.5 * opts.min_contrast or (thick and (s.stroke < 2.5 or s.contrast < opts.thick_contrast)):
                 continue
             seeds.append(s)
         seeds.sort(key=lambda s: -s.h)
