@@ -37,8 +37,10 @@ class RecordOptions:
 
 
 class Recorder:
-    def __init__(self, opts: RecordOptions, model_info: dict, timing: dict, out=sys.stdout, err=sys.stderr):
+    def __init__(self, opts: RecordOptions, model_info: dict, timing: dict, out=sys.stdout, err=sys.stderr,
+                 scorer=None):
         self.opts, self.model_info, self.timing = opts, model_info, timing
+        self.scorer = scorer             # a device.scoring.Scorer with --labels
         self.out, self.err = out, err
         self.stats = {name: Stat() for name in RUN_STAGES}
         self.counts = {"no_digit": 0, "digits": 0}
@@ -99,9 +101,10 @@ class Recorder:
         else:
             self.counts["no_digit"] += 1
         self.frames += 1
+        scored = self.scorer.add(rec) if self.scorer is not None else None
         if self._side is not None:
             try:
-                self._side.write(json.dumps(rec.to_json()) + "\n")
+                self._side.write(json.dumps(rec.to_json() | (scored or {})) + "\n")
             except OSError as exc:
                 self._side_failed(exc)
         if self.frames == WARMUP_FRAMES:
@@ -137,7 +140,7 @@ class Recorder:
                     "rss_growth_kb": (mem_end["rss_kb"] - base["rss_kb"])
                     if mem_end["rss_kb"] and base["rss_kb"] else None},
             counts=counts, predictions=self.predictions.tolist(), timing=self.timing,
-            outputs=self.outputs)
+            accuracy=self.scorer.to_json() if self.scorer is not None else None, outputs=self.outputs)
 
 
 def live_line(rec: FrameRecord) -> str:
@@ -175,6 +178,10 @@ def summary_lines(r: RunResult) -> list[str]:
     c = r.counts
     lines.append(f"no digit: {c.get('no_digit', 0)}, unreadable frames: {c.get('unreadable', 0)}, "
                  f"skipped files: {c.get('skipped', 0)}, dropped frames: {c.get('dropped', 0)}")
+    if r.accuracy:
+        from device.scoring import accuracy_lines
+
+        lines += accuracy_lines(r.accuracy)
     for name, o in r.outputs.items():
         if o.get("error"):
             lines.append(f"{name}: {o['path']} incomplete ({o['error']})")

@@ -85,12 +85,12 @@ def glyph_from_photo(img: np.ndarray, label: int, source: str) -> Glyph:
     (a closing wider than the strokes, so the photo's light and shadows go), keep the ink
     blobs of the digit (the largest and those near it: a photo's dark corner is not ink), and
     fade everything else to bare paper."""
-    img = img.astype(np.float32)
     h, w = img.shape[:2]
     k = max(15, (min(h, w) // 5) | 1)
+    # uint8 morphology and box blurs: OpenCV's fast paths (a photo is up to ~700 px).
     paper = cv2.morphologyEx(img, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
-    paper = np.maximum(cv2.GaussianBlur(paper, (0, 0), k / 4), img)
-    t = np.clip(img / np.maximum(paper, 1.0), 0.0, 1.0)
+    paper = cv2.max(cv2.blur(cv2.blur(paper, (k // 2 | 1, k // 2 | 1)), (k // 2 | 1, k // 2 | 1)), img)
+    t = np.clip(img.astype(np.float32) / np.maximum(paper.astype(np.float32), 1.0), 0.0, 1.0)
     strength = 1.0 - t.min(axis=2)
     n, lab, st, _ = cv2.connectedComponentsWithStats((strength > 0.3).astype(np.uint8), connectivity=8)
     if n < 2:
@@ -608,12 +608,13 @@ def scene_rows(glyphs: list[Glyph], rng: np.random.Generator, mode: str) -> list
 
 
 def label_of(rows: list[list[Glyph]] | None, mode: str):
-    """A frame's label: the digit (int), the number (lines joined by newlines), or None."""
+    """A frame's label: the digit (int), the number (its lines joined by a space, as
+    ``device.step.FrameRecord.text``), or None."""
     if not rows:
         return None
     if mode == "digit":
         return rows[0][0].label
-    return "\n".join("".join(str(g.label) for g in r) for r in rows)
+    return " ".join("".join(str(g.label) for g in r) for r in rows)
 
 
 def make_scene_clip(out: str | Path, glyphs: list[Glyph], frames: int = 300, mode: str = "digit",

@@ -90,7 +90,7 @@ def make_clip(digits: np.ndarray, labels: np.ndarray, out: str | Path, n_digits:
 def write_clip(out: str | Path, shots, fps: float = 30.0, size=(640, 480), meta: dict | None = None) -> dict:
     """Write the frames of ``shots`` ((frame BGR, label, record or None) each) as an MJPG
     ``.avi`` and ``<clip>.labels.json``: ``labels`` (one per frame: a digit, a number string
-    with lines joined by newlines, or null for no digit), ``frames`` (the per-frame records,
+    with its lines joined by a space, or null for no digit), ``records`` (the per-frame records,
     when the shots have them) and ``meta``.  Returns the labels document."""
     out = Path(out)
     if out.suffix.lower() != ".avi":
