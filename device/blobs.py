@@ -213,24 +213,33 @@ class Digit:
 _NEVER_PART = ("touches the border", "too tall", "part of a shadow")
 
 
-def grow(seed: Blob, pool: list[Blob], taken: set[int], opts) -> Digit:
+def grow(seed: Blob, pool: list[Blob], taken: set[int], opts, alone: bool = False) -> Digit:
     """The digit around ``seed``: blobs of the pool sharing its columns (a 4's second stroke, a
-    5's flag, the loop of a 6 cut off by a ruling), close above or below, as dark as the
-    seed's ink (a ruling or a grid line is paler), and all together still digit-shaped and
-    not much taller than the seed (not an underline, not the digit beside or below)."""
+    5's flag, the loop of a 6 cut off by a ruling), close above or below, about as dark as
+    the seed's ink (a ruling or a grid line is paler), and all together still digit-shaped and
+    not much taller than the seed (not an underline, not the digit beside or below).
+    ``alone``: the frame holds one digit, so a stroke just beside the seed joins too (an open
+    4 whose bar stops short of its stem); among several digits that would be the next one."""
     d = Digit([seed], seed.x, seed.y, seed.x + seed.w, seed.y + seed.h)
     H, W = seed.im.ink.shape
     taken.add(id(seed))
+    # Only blobs within reach can join: the union may not grow past 1.4x the seed's height.
+    reach, least = 0.4 * seed.h, max(2, 0.12 * seed.h)
+    x0, y0, x1, y1 = seed.x - seed.h, seed.y - reach, seed.x + seed.w + seed.h, seed.y + seed.h + reach
+    near = [b for b in pool if b.x < x1 and b.x + b.w > x0 and b.y < y1 and b.y + b.h > y0
+            and (b.w >= least or b.h >= least) and id(b) not in taken]
     grown = True
     while grown:
         grown = False
-        for b in pool:
-            if id(b) in taken or max(b.w, b.h) < max(2, 0.12 * seed.h):
+        for b in near:
+            if id(b) in taken:
                 continue
             if (b.why if b.why is not None else extent(b, W, H, opts)) in _NEVER_PART:
                 continue
             dw, dh = d.x1 - d.x0, d.y1 - d.y0
-            if min(b.x + b.w, d.x1) - max(b.x, d.x0) < max(1, 0.5 * min(b.w, dw)):
+            shared = min(b.x + b.w, d.x1) - max(b.x, d.x0)
+            if shared < max(1, 0.5 * min(b.w, dw)) and not (
+                    alone and shared > -0.25 * seed.h and min(b.y + b.h, d.y1) - max(b.y, d.y0) >= 0.5 * b.h):
                 continue
             if max(b.y - d.y1, d.y0 - (b.y + b.h)) > 0.25 * max(b.h, dh):
                 continue
@@ -239,7 +248,7 @@ def grow(seed: Blob, pool: list[Blob], taken: set[int], opts) -> Digit:
             if uw > 1.25 * uh or uh > 1.4 * seed.h:
                 continue
             b.measure()
-            if b.contrast < 0.45 * seed.contrast:
+            if b.contrast < 0.35 * seed.contrast:
                 continue
             d.parts.append(b)
             d.x0, d.y0, d.x1, d.y1 = min(d.x0, b.x), min(d.y0, b.y), max(d.x1, b.x + b.w), max(d.y1, b.y + b.h)
@@ -248,15 +257,19 @@ def grow(seed: Blob, pool: list[Blob], taken: set[int], opts) -> Digit:
     return d
 
 
-def digits_at(im, opts, every: bool, thick: bool = False) -> list[Digit]:
-    """The digits of one level.  ``every``: all of them; else stop at the tallest.
-    ``thick``: only digits of thick dark strokes (what level 1 is for)."""
+def digits_at(im, opts, every: bool, thick: bool = False) -> tuple[list[Digit], bool]:
+    """(the digits of one level, whether a dark blob was turned down as solid or as a shadow).
+    ``every``: all digits; else stop at the tallest.  ``thick``: only digits of thick dark
+    strokes (what level 1 is for).  The flag tells the caller that a stroke too wide for this
+    level's kernel may be there: its interior is not ink at this level, so its edges look like
+    a blot or a shadow's fringe."""
     H = im.ink.shape[0]
     if int(im.ink.max()) < opts.min_contrast:
-        return []
+        return [], False
     pool = blobs_of(im, opts.min_contrast)
     order = sorted((b for b in pool if max(b.w, b.h) >= opts.min_height * H), key=lambda b: -b.h)
     seeds: list[Blob] = []
+    dark_refused = False
     for b in order:
         if not every and seeds and b.h < seeds[0].h:
             break
@@ -265,5 +278,6 @@ def digits_at(im, opts, every: bool, thick: bool = False) -> list[Digit]:
                 continue
             seeds.append(s)
         seeds.sort(key=lambda s: -s.h)
+        dark_refused |= b.why in ("solid", "part of a shadow") and b.contrast >= opts.thick_contrast
     taken: set[int] = set()
-    return [grow(s, pool, taken, opts) for s in seeds if id(s) not in taken]
+    return [grow(s, pool, taken, opts, alone=not every) for s in seeds if id(s) not in taken], dark_refused

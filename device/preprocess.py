@@ -116,28 +116,48 @@ def find_digits(frame: np.ndarray, opts: PreprocessOptions = DEFAULT, every: boo
     strokes up to ~8 px) sees small and thin digits and not the fingers around them; level 1
     (half size, strokes up to ~20 working pixels) is looked at only when level 0 found nothing
     or found thick strokes, and keeps only thick dark ones (a marker's; a shadow's finger is
-    pale).  A digit seen at both is kept at level 0 unless level 0 saw only fragments of it."""
+    pale).  A digit seen at both is kept at level 0 unless level 0 saw only fragments of it:
+    pieces not covering level 1's box, or paler than level 1 saw (the edges of a stroke too
+    wide for level 0's kernel)."""
     small, scale = working_copy(frame, opts)
     side = max(small.shape)
     k0 = max(5, (side // 18) | 1)
-    fine = digits_at(ink_map(small, k0, scale), opts, every)
+    fine, dark_refused = digits_at(ink_map(small, k0, scale), opts, every)
     look = fine if every else fine[:1]
-    if fine and all(max(p.stroke for p in d.parts) < 0.5 * k0 for d in look):
+    if fine and not dark_refused and not any(_maybe_thick(d, k0) for d in look):
         return fine
     half = cv2.resize(small, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
-    for c in digits_at(ink_map(half, max(5, (side // 14) | 1), scale * 0.5), opts, every, thick=True):
+    for c in digits_at(ink_map(half, max(5, (side // 14) | 1), scale * 0.5), opts, every, thick=True)[0]:
         box = c.frame_box()
         inside = [f for f in fine if _overlaps(f.frame_box(), box)]
+        if len(inside) > 1:
+            continue   # at half size, neighbouring digits of a number run together
         if inside:
-            if _area(_union([f.frame_box() for f in inside])) >= 0.8 * _area(box):
+            # Level 0 saw it whole (its pieces cover the box) and as dark: keep level 0.
+            whole = _area(_intersection(_union([f.frame_box() for f in inside]), box)) >= 0.8 * _area(box)
+            if whole and c.seed.contrast <= 1.25 * max(f.seed.contrast for f in inside):
                 continue
             fine = [f for f in fine if f not in inside]
         fine.append(c)
     return fine
 
 
+def _maybe_thick(d: Digit, k: int) -> bool:
+    """Could level 0 have seen only part of this digit?  Its strokes are near the kernel's
+    width, or the paper level under it dips (a stroke the closing could not fill stays dark in
+    the paper estimate)."""
+    if max(p.stroke for p in d.parts) >= 0.6 * k:
+        return True
+    paper = d.im.paper[d.y0:d.y1, d.x0:d.x1]
+    return cv2.minMaxLoc(paper)[0] < 0.65 * cv2.mean(paper)[0]
+
+
 def _area(b) -> float:
     return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+
+
+def _intersection(a, b):
+    return (max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
 
 
 def _union(boxes):
