@@ -147,7 +147,8 @@ def live_line(rec: FrameRecord) -> str:
     if rec.digits and len(rec.digits) == 1 and rec.digits[0].line == 0:
         what = f"digit {rec.prediction}  {rec.confidence:6.1%}"
     elif rec.digits:
-        what = f"read {rec.text!r} ({len(rec.digits)} digits, min {min(d.confidence for d in rec.digits):.0%})"
+        what = f"read {rec.text!r}  " + " ".join(
+            f"{d.prediction}:{d.confidence:.0%}@{','.join(str(int(v)) for v in d.box)}" for d in rec.digits)
     else:
         what = "no digit     "
     return f"frame {rec.index:>7}  {what}  total {rec.total_ns / 1e6:6.3f} ms"

@@ -169,6 +169,48 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def accuracy_tables(results) -> list[tuple[str, str, list[str], list[list]]]:
+    """For each run scored against labels (``device run --labels``): (file, headline, header,
+    rows) of its confusion matrix, label classes down, read classes across, with each class's
+    accuracy at the end of its row."""
+    out = []
+    for path, r in results:
+        acc = getattr(r, "accuracy", None)
+        if not acc or not acc.get("frames"):
+            continue
+        what = "numbers read exactly" if acc.get("read") == "number" else "frames right"
+        head = f"{acc['accuracy']:.1%} {what} ({acc['correct']}/{acc['frames']} labelled frames"
+        if acc.get("per_digit") is not None:
+            head += f"; per digit {acc['per_digit']:.1%}"
+        head += f") against {Path(str(acc.get('labels'))).name}"
+        classes = acc["classes"]
+        rows = []
+        for i, name in enumerate(classes):
+            n = sum(acc["confusion"][i])
+            if n:
+                rows.append([name, *acc["confusion"][i], f"{acc['confusion'][i][i] / n:.1%}"])
+        out.append((path.name, head, ["label \\ read", *classes, "right"], rows))
+    return out
+
+
+def _accuracy_html(tables) -> list[str]:
+    page = ["<h2>Accuracy against labels</h2>"] if tables else []
+    for name, head, header, rows in tables:
+        page.append(f"<h3>{html.escape(name)}</h3><p>{html.escape(head)}</p><table><tr>"
+                    + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
+                    + "".join("<tr>" + "".join(f"<td>{'' if c == 0 else html.escape(str(c))}</td>"
+                                               for c in row) + "</tr>" for row in rows) + "</table>")
+    return page
+
+
+def _accuracy_markdown(tables) -> str:
+    text = ""
+    for name, head, header, rows in tables:
+        text += f"\nAccuracy of {name}: {head}\n\n| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
+        text += "".join("| " + " | ".join(str(c) if c != 0 else "" for c in row) + " |\n" for row in rows)
+    return text
+
+
 def _load_any(path: str):
     """('suite', dict) for a suite summary, ('result', Result) for a device result file."""
     try:
@@ -228,6 +270,7 @@ def build_report(paths: list[str], out: str | None, md: str | None, baseline: st
             page.append(suite_report.techniques_html(techniques))
         if rows:
             page += ["<h2>Device result files</h2>", _table_html(rows)]
+        page += _accuracy_html(accuracy_tables(results))
         page += [f"<div>{svg}</div>" for svg in plots if svg]
         page.append("</body></html>")
         atomic_write_bytes(out, "\n".join(page).encode())
@@ -239,5 +282,6 @@ def build_report(paths: list[str], out: str | None, md: str | None, baseline: st
             text += "\nAdvanced techniques (`python -m benchmarks.techniques`):\n\n" + suite_report.techniques_markdown(techniques)
         if rows:
             text += "\n" + markdown(rows)
+        text += _accuracy_markdown(accuracy_tables(results))
         atomic_write_bytes(md, text.encode())
     return {"rows": rows, "notes": notes, "suites": [p.name for p, _ in suites]}
