@@ -106,7 +106,7 @@ def extent(b: Blob, W: int, H: int, opts) -> str:
         return "touches the border"
     if b.h > opts.max_height * H:
         return "too tall"
-    if b.w > 1.6 * b.h:
+    if b.w > 2.0 * b.h:
         return "wide"
     if b.h < opts.min_height * H:
         return "too low"
@@ -223,7 +223,8 @@ def grow(seed: Blob, pool: list[Blob], taken: set[int], opts, alone: bool = Fals
     d = Digit([seed], seed.x, seed.y, seed.x + seed.w, seed.y + seed.h)
     H, W = seed.im.ink.shape
     taken.add(id(seed))
-    # Only blobs within reach can join: the union may not grow past 1.4x the seed's height.
+    # Only blobs within reach can join: the union may not grow past 1.4x the seed's height
+    # (so the halves of an 8 broken apart stay apart: a known miss, rare).
     reach, least = 0.4 * seed.h, max(2, 0.12 * seed.h)
     x0, y0, x1, y1 = seed.x - seed.h, seed.y - reach, seed.x + seed.w + seed.h, seed.y + seed.h + reach
     near = [b for b in pool if b.x < x1 and b.x + b.w > x0 and b.y < y1 and b.y + b.h > y0

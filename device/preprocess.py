@@ -133,9 +133,11 @@ def find_digits(frame: np.ndarray, opts: PreprocessOptions = DEFAULT, every: boo
         if len(inside) > 1:
             continue   # at half size, neighbouring digits of a number run together
         if inside:
-            # Level 0 saw it whole (its pieces cover the box) and as dark: keep level 0.
+            # Level 0 saw it whole (its pieces cover the box, as dark, with no unfilled stroke
+            # under it): keep level 0.
             whole = _area(_intersection(_union([f.frame_box() for f in inside]), box)) >= 0.8 * _area(box)
-            if whole and c.seed.contrast <= 1.25 * max(f.seed.contrast for f in inside):
+            if whole and c.seed.contrast <= 1.25 * max(f.seed.contrast for f in inside) \
+                    and not any(_maybe_thick(f, k0) for f in inside):
                 continue
             fine = [f for f in fine if f not in inside]
         fine.append(c)
