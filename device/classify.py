@@ -36,8 +36,9 @@ def _same(label, prediction) -> bool:
     return label == prediction
 
 
-def classify_files(step: Step, specs: list[str], labels_csv: str | None, as_json: bool, out=sys.stdout,
-                   err=sys.stderr) -> int:
+def classify_files(step: Step, specs: list[str], labels_csv: str | None, as_json: bool, out=None,
+                   err=None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
     files = expand(specs)
     number = step.read == "number"
     labels = read_labels(labels_csv, number=number) if labels_csv else None
