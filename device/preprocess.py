@@ -130,7 +130,7 @@ def find_digits(frame: np.ndarray, opts: PreprocessOptions = DEFAULT, every: boo
     for c in digits_at(ink_map(half, max(5, (side // 14) | 1), scale * 0.5), opts, every, thick=True)[0]:
         box = c.frame_box()
         inside = [f for f in fine if _overlaps(f.frame_box(), box)]
-        if len(inside) > 1:
+        if every and _side_by_side(inside):
             continue   # at half size, neighbouring digits of a number run together
         if inside:
             # Level 0 saw it whole (its pieces cover the box, as dark, with no unfilled stroke
@@ -142,6 +142,12 @@ def find_digits(frame: np.ndarray, opts: PreprocessOptions = DEFAULT, every: boo
             fine = [f for f in fine if f not in inside]
         fine.append(c)
     return fine
+
+
+def _side_by_side(digits: list[Digit]) -> bool:
+    """Two of these digits share no column: neighbours on a line, not pieces of one digit."""
+    boxes = sorted(d.frame_box() for d in digits)
+    return any(b[0] >= a[2] for a, b in zip(boxes, boxes[1:]))
 
 
 def _maybe_thick(d: Digit, k: int) -> bool:

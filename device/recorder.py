@@ -37,9 +37,10 @@ class RecordOptions:
 
 
 class Recorder:
-    def __init__(self, opts: RecordOptions, model_info: dict, timing: dict, out=sys.stdout, err=sys.stderr,
+    def __init__(self, opts: RecordOptions, model_info: dict, timing: dict, out=None, err=None,
                  scorer=None):
         self.opts, self.model_info, self.timing = opts, model_info, timing
+        out, err = out or sys.stdout, err or sys.stderr   # resolved now, not at import
         self.scorer = scorer             # a device.scoring.Scorer with --labels
         self.out, self.err = out, err
         self.stats = {name: Stat() for name in RUN_STAGES}

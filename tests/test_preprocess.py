@@ -92,7 +92,7 @@ def _put_digit(img, text, org, scale, value, thick):
     return xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
 
 
-def _close(region, box, tol=8) -> bool:
+def _close(region, box, tol=12) -> bool:
     return all(abs(a - b) <= tol for a, b in zip(region, box))
 
 
