@@ -44,7 +44,8 @@ import cv2
 from device.fsio import atomic_write_json, atomic_write_bytes
 from device.preprocess import PreprocessOptions, prepare, prepare_all
 from device.runtime import Model
-from device.scenes import SceneOptions, make_scene_clip, mnist_glyphs, photo_glyphs, render_scene, writer_of
+from device.glyphs import mnist_glyphs, photo_glyphs
+from device.scenes import SceneOptions, make_scene_clip, render_scene
 from device.sources.video import VideoFile
 from device.step import postprocess
 from device.synth import make_clip

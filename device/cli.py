@@ -265,7 +265,8 @@ def cmd_make_clip(args) -> int:
     if args.writers and not args.photos:
         raise UsageError("--writers picks photos: add --photos DIR")
     if args.scene:
-        from device.scenes import make_scene_clip, mnist_glyphs, photo_glyphs
+        from device.glyphs import mnist_glyphs, photo_glyphs
+        from device.scenes import make_scene_clip
 
         if args.photos:
             glyphs = photo_glyphs(args.photos, set(args.writers) if args.writers else None)

@@ -6,9 +6,9 @@ the sheet, a lamp's spot, glare, ruled or squared paper, a stray mark beside the
 only 10 % of the frame high, motion blur, dim light, a camera that pads its border, and numbers
 of several digits on one or two lines.  This module renders such frames with their labels.
 
-The digits are glyphs: transmittance images (1 = bare paper) with a tight ink box, cut from the
-real phone photos (:func:`photo_glyphs`, one writer per file-name prefix, so a benchmark can
-score on writers it never tuned on) or made from MNIST digits (:func:`mnist_glyphs`).  Ink
+The digits are glyphs (:mod:`device.glyphs`): cut from the real phone photos, one writer per
+file-name prefix, so a benchmark can score on writers it never tuned on, or made from MNIST
+digits.  Ink
 multiplies the paper's reflectance, light multiplies the result, glare adds to it: a shadow
 darkens ink and paper alike, as it does on a real sheet.
 
@@ -20,8 +20,6 @@ clip is deterministic and any frame can be re-rendered alone.  numpy + OpenCV on
 
 from __future__ import annotations
 
-import csv
-import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +28,9 @@ import numpy as np
 
 import cv2
 
+from device import lighting
 from device.errors import UsageError
+from device.glyphs import Glyph
 
 PAPERS = [(0.95, 0.95, 0.95), (0.86, 0.92, 0.95), (0.80, 0.80, 0.80), (0.80, 0.88, 0.94),
           (0.84, 0.92, 0.93), (0.93, 0.90, 0.88)]                      # BGR reflectance
@@ -43,17 +43,6 @@ GRID = [(0.80, 0.80, 0.80), (0.92, 0.82, 0.70)]
 
 TAGS = ("edge", "shadow", "ruled", "squared", "stray", "spot", "glare", "motion", "lowlight",
         "border", "small")
-
-
-@dataclass(frozen=True)
-class Glyph:
-    """One handwritten digit: ``t`` float32 (h, w, 3) transmittance (1 = paper, 0 = opaque
-    ink), ``box`` its tight ink box (x, y, w, h) inside ``t``, ``label`` the digit and
-    ``source`` the writer ("mnist" for MNIST digits)."""
-    t: np.ndarray
-    box: tuple[int, int, int, int]
-    label: int
-    source: str
 
 
 @dataclass(frozen=True)
@@ -78,83 +67,6 @@ class SceneOptions:
 DEFAULT_SCENE = SceneOptions()
 
 
-# -- glyphs ----------------------------------------------------------------------------------
-
-def glyph_from_photo(img: np.ndarray, label: int, source: str) -> Glyph:
-    """Cut the digit out of a photo of one digit on paper: divide by the paper's own level
-    (a closing wider than the strokes, so the photo's light and shadows go), keep the ink
-    blobs of the digit (the largest and those near it: a photo's dark corner is not ink), and
-    fade everything else to bare paper."""
-    h, w = img.shape[:2]
-    k = max(15, (min(h, w) // 5) | 1)
-    # uint8 morphology and box blurs: OpenCV's fast paths (a photo is up to ~700 px).
-    paper = cv2.morphologyEx(img, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
-    paper = cv2.max(cv2.blur(cv2.blur(paper, (k // 2 | 1, k // 2 | 1)), (k // 2 | 1, k // 2 | 1)), img)
-    t = np.clip(img.astype(np.float32) / np.maximum(paper.astype(np.float32), 1.0), 0.0, 1.0)
-    strength = 1.0 - t.min(axis=2)
-    n, lab, st, _ = cv2.connectedComponentsWithStats((strength > 0.3).astype(np.uint8), connectivity=8)
-    if n < 2:
-        raise UsageError(f"photo of {label} from {source}: no ink found")
-    areas = st[1:, cv2.CC_STAT_AREA]
-    main = 1 + int(np.argmax(areas))
-    x, y, bw, bh = (int(v) for v in st[main, :4])
-    keep = [i for i in range(1, n)
-            if st[i, 4] >= 0.03 * areas.max()
-            and st[i, 0] <= x + bw + bw // 3 and st[i, 0] + st[i, 2] >= x - bw // 3
-            and st[i, 1] <= y + bh + bh // 4 and st[i, 1] + st[i, 3] >= y - bh // 4]
-    mask = np.isin(lab, keep).astype(np.uint8)
-    ys, xs = np.nonzero(mask)
-    box = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
-    r = max(2, int(0.04 * max(box[2], box[3])))
-    near = cv2.dilate(mask, np.ones((2 * r + 1, 2 * r + 1), np.uint8)).astype(np.float32)
-    gain = np.clip((strength - 0.06) / 0.12, 0.0, 1.0) * cv2.GaussianBlur(near, (0, 0), r / 2)
-    t = 1.0 - (1.0 - t) * gain[..., None]
-    # Keep a margin around the box, drop the rest of the photo.
-    pad = int(0.2 * max(box[2], box[3]))
-    x0, y0 = max(0, box[0] - pad), max(0, box[1] - pad)
-    x1, y1 = min(w, box[0] + box[2] + pad), min(h, box[1] + box[3] + pad)
-    return Glyph(np.ascontiguousarray(t[y0:y1, x0:x1]), (box[0] - x0, box[1] - y0, box[2], box[3]),
-                 int(label), source)
-
-
-def writer_of(filename: str) -> str:
-    """Dev photos are named <writer>-<commit>-<label>.<ext>."""
-    return Path(filename).stem.rsplit("-", 2)[0]
-
-
-def photo_glyphs(folder: str | Path, writers: set[str] | None = None) -> list[Glyph]:
-    """Glyphs from a folder of one-digit photos with ``labels.csv`` (file,label), optionally
-    only those of ``writers``."""
-    folder = Path(folder)
-    try:
-        with open(folder / "labels.csv", newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as exc:
-        raise UsageError(f"cannot read {folder / 'labels.csv'}: {exc.strerror}") from None
-    out = []
-    for r in sorted(rows, key=lambda r: r["file"]):
-        who = writer_of(r["file"])
-        if writers is not None and who not in writers:
-            continue
-        img = cv2.imread(str(folder / r["file"]), cv2.IMREAD_COLOR)
-        if img is None:
-            raise UsageError(f"cannot read photo {folder / r['file']}")
-        out.append(glyph_from_photo(img, int(r["label"]), who))
-    return out
-
-
-def mnist_glyphs(x: np.ndarray, y: np.ndarray) -> list[Glyph]:
-    """MNIST digits (white on black, 28x28) as black-ink glyphs; the ink colour is chosen per
-    scene (:func:`_tint`)."""
-    out = []
-    for img, lab in zip(x, y):
-        alpha = img.astype(np.float32) / 255.0
-        ys, xs = np.nonzero(alpha > 0.3)
-        box = (int(xs.min()), int(ys.min()), int(np.ptp(xs) + 1), int(np.ptp(ys) + 1))
-        out.append(Glyph(np.repeat((1.0 - alpha)[..., None], 3, axis=2), box, int(lab), "mnist"))
-    return out
-
-
 def _tint(g: Glyph, ink: np.ndarray) -> np.ndarray:
     """MNIST glyphs take the scene's pen colour; photo glyphs keep their own ink."""
     if g.source != "mnist":
@@ -171,15 +83,6 @@ class _Canvas:
     ox: int
     oy: int
     tags: set = field(default_factory=set)
-
-
-@functools.lru_cache(maxsize=4)
-def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates (y, x) as float32, shared (read-only) by every frame of a size."""
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    yy.setflags(write=False)
-    xx.setflags(write=False)
-    return yy, xx
 
 
 def _noise_field(rng, shape, cells, amp) -> np.ndarray:
@@ -217,7 +120,7 @@ def _sheet_distance(rng, shape, view, block, theta, tags) -> np.ndarray:
              ("bottom", (s, -c), vy1 - by1, lambda d: (cx, vy1 - d))]
     order = rng.permutation(4)
     want = 1 if rng.random() < 0.7 else 2
-    yy, xx = _grid(h, w)
+    yy, xx = lighting.grid(h, w)
     dist = np.full((h, w), np.inf, np.float32)
     used = []
     for i in order:
@@ -242,7 +145,7 @@ def _rule(canvas: _Canvas, rng, theta, block, hd, kind) -> None:
     """Ruled (horizontal lines, maybe a red margin) or squared paper, along the sheet's axes,
     anti-aliased; a digit line sits on a ruling."""
     h, w = canvas.refl.shape[:2]
-    yy, xx = _grid(h, w)
+    yy, xx = lighting.grid(h, w)
     c, s = math.cos(theta), math.sin(theta)
     bx0, by0, bx1, by1 = block
     a = (xx - bx0) * c + (yy - by1) * s         # along the sheet
@@ -382,54 +285,6 @@ def _stray(canvas: _Canvas, rng, block, hd, view, ink) -> None:
     canvas.tags.add("stray")
 
 
-def _hand_or_phone(rng, size, block_frame, hd) -> np.ndarray:
-    """A cast-shadow mask (float 0..1, frame size): a hand (palm, fingers, arm) or a phone,
-    reaching in from outside the frame with its edge near the digits."""
-    w, h = size
-    sc = 4  # fixed-point shift 2
-    mask = np.zeros((h, w), np.uint8)
-    bx0, by0, bx1, by1 = block_frame
-    # Aim the shadow's edge at, or near, the digits.
-    tx = rng.uniform(bx0 - 0.5 * hd, bx1 + 0.5 * hd)
-    ty = rng.uniform(by0 - 0.5 * hd, by1 + 0.5 * hd)
-    ang = rng.uniform(0, 2 * math.pi)
-    u = np.array([math.cos(ang), math.sin(ang)])     # from the shadow's body towards the target
-    v = np.array([-u[1], u[0]])
-    reach = rng.uniform(0.0, 0.35) * w
-
-    def poly(points):
-        cv2.fillPoly(mask, [np.round(np.asarray(points) * sc).astype(np.int32)], 255, cv2.LINE_AA, shift=2)
-
-    def capsule(p0, p1, r):
-        cv2.line(mask, tuple(int(c) for c in np.round(np.asarray(p0) * sc)),
-                 tuple(int(c) for c in np.round(np.asarray(p1) * sc)), 255, max(1, int(2 * r)), cv2.LINE_AA, shift=2)
-
-    tip = np.array([tx, ty]) + u * reach * rng.uniform(-0.3, 0.3)
-    # Sizes relative to the digits, as on a real desk: a palm is several digits wide, a finger
-    # about one digit high, a phone three to six.
-    if rng.random() < 0.6:   # a hand: palm, four fingers towards the target, thumb, arm
-        palm_r = rng.uniform(1.5, 3.0) * hd
-        finger = rng.uniform(1.1, 1.8) * palm_r
-        palm = tip - u * (finger + palm_r * 0.8)
-        cv2.ellipse(mask, tuple(int(c) for c in np.round(palm * sc)),
-                    (int(palm_r * sc), int(palm_r * 1.1 * sc)), math.degrees(ang), 0, 360, 255, -1,
-                    cv2.LINE_AA, shift=2)
-        fw = rng.uniform(0.2, 0.28) * palm_r
-        for k, off in enumerate((-0.65, -0.22, 0.22, 0.65)):
-            base = palm + v * off * palm_r + u * 0.6 * palm_r
-            spread = (off * rng.uniform(0.0, 0.35))
-            d = u * math.cos(spread) + v * math.sin(spread)
-            capsule(base, base + d * finger * (0.8 if k in (0, 3) else 1.0), fw)
-        capsule(palm - v * 0.8 * palm_r, palm - v * 1.6 * palm_r + u * 0.6 * palm_r, fw * 1.1)
-        capsule(palm, palm - u * 3 * w, palm_r * 0.9)
-    else:                    # a phone (or a ruler, a book): a long rounded rectangle
-        pw = rng.uniform(2.5, 6.0) * hd
-        p0 = tip - u * 3 * w
-        poly([p0 - v * pw / 2, tip - v * pw / 2, tip + v * pw / 2, p0 + v * pw / 2])
-    soft = rng.uniform(0.6, 3.0) if rng.random() < 0.8 else rng.uniform(4.0, 10.0)
-    return cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), soft)
-
-
 def render_scene(rows: list[list[Glyph]] | None, rng: np.random.Generator,
                  opts: SceneOptions = DEFAULT_SCENE) -> tuple[np.ndarray, dict]:
     """One BGR uint8 frame showing ``rows`` of glyphs (one line per row; ``[[g]]`` is a single
@@ -491,93 +346,15 @@ def render_scene(rows: list[list[Glyph]] | None, rng: np.random.Generator,
     else:
         bf = cv2.perspectiveTransform(np.float64([[[block[0], block[1]], [block[2], block[3]]]]), hom)[0].ravel()
     tags = canvas.tags
-    light = _light(rng, opts, bf, hd, tags)
+    light = lighting.light(rng, opts, bf, hd, tags)
     frame = refl * light[..., None] * 255.0
     if rng.random() < opts.p_glare:
-        frame += _glare(rng, opts.size, bf, hd)[..., None]
+        frame += lighting.glare(rng, opts.size, bf, hd)[..., None]
         tags.add("glare")
-    frame = _camera(frame, rng, opts, tags)
+    frame = lighting.film(frame, rng, opts, tags)
     if single and digits and digits[0]["box"][3] < 0.15 * h:
         tags.add("small")
     return frame, {"digits": digits, "tags": sorted(tags)}
-
-
-def _light(rng, opts: SceneOptions, bf, hd, tags) -> np.ndarray:
-    w, h = opts.size
-    yy, xx = _grid(h, w)
-    level = rng.uniform(0.15, 0.3) if rng.random() < opts.p_lowlight else rng.uniform(0.65, 1.0)
-    if level < 0.35:
-        tags.add("lowlight")
-    gx, gy = rng.uniform(-0.35, 0.35, 2)
-    light = level * (1.0 + gx * (xx / w - 0.5) + gy * (yy / h - 0.5))
-    light *= 1.0 - rng.uniform(0.0, 0.35) * (((xx - w / 2) / w) ** 2 + ((yy - h / 2) / h) ** 2) * 2
-    if rng.random() < opts.p_spot:
-        sx, sy = rng.uniform(0.1, 0.9) * w, rng.uniform(0.1, 0.9) * h
-        sig, depth = rng.uniform(0.15, 0.4) * w, rng.uniform(0.3, 0.65)
-        light *= (1 - depth) + depth * np.exp(-((xx - sx) ** 2 + (yy - sy) ** 2) / (2 * sig * sig))
-        tags.add("spot")
-    if rng.random() < opts.p_shadow:
-        shadow = _hand_or_phone(rng, opts.size, bf, hd)
-        light *= 1.0 - rng.uniform(0.3, 0.7) * shadow
-        tags.add("shadow")
-    return light
-
-
-def _glare(rng, size, bf, hd) -> np.ndarray:
-    """A specular highlight: an elliptical bright blob added to the image; one that would
-    wash out the digits entirely is kept off them."""
-    w, h = size
-    yy, xx = _grid(h, w)
-    sx, sy = rng.uniform(0.05, 0.3, 2) * (w, h)
-    gain = rng.uniform(120, 320)
-    bx0, by0, bx1, by1 = bf
-    for _ in range(20):
-        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
-        # Distance from the digits' box, in units of the blob's size.
-        dx = max(bx0 - cx, 0, cx - bx1) / sx
-        dy = max(by0 - cy, 0, cy - by1) / sy
-        if dx * dx + dy * dy > 4.0:
-            break
-    else:
-        gain = rng.uniform(40, 100)   # over the digits: a veil, not a blinding spot
-    return gain * np.exp(-(((xx - cx) / sx) ** 2 + ((yy - cy) / sy) ** 2) / 2)
-
-
-def _camera(frame: np.ndarray, rng, opts: SceneOptions, tags) -> np.ndarray:
-    """Motion or focus blur, sensor noise (worse in dim light), a padded border, JPEG."""
-    w, h = opts.size
-    if rng.random() < opts.p_motion:
-        n = int(rng.integers(5, 16))
-        k = np.zeros((n, n), np.float32)
-        a = rng.uniform(0, math.pi)
-        c = (n - 1) / 2
-        cv2.line(k, (int(round(c - c * math.cos(a))), int(round(c - c * math.sin(a)))),
-                 (int(round(c + c * math.cos(a))), int(round(c + c * math.sin(a)))), 1.0, 1, cv2.LINE_AA)
-        frame = cv2.filter2D(frame, -1, k / k.sum())
-        tags.add("motion")
-    sigma = rng.uniform(0.0, 1.4)
-    if sigma > 0.3:
-        frame = cv2.GaussianBlur(frame, (0, 0), sigma)
-    dim = "lowlight" in tags
-    noise = rng.uniform(4.0, 9.0) if dim else rng.uniform(1.0, 4.0)
-    frame += rng.standard_normal(frame.shape, dtype=np.float32) * (
-        noise + 0.25 * np.sqrt(np.clip(frame, 0, None)))
-    frame = np.clip(frame, 0, 255).astype(np.uint8)
-    if rng.random() < opts.p_border:
-        side = int(rng.integers(4))
-        k = int(rng.uniform(0.03, 0.12) * (h if side < 2 else w))
-        f = np.rot90(frame, side)   # view: the padded strip is always rows 0..k
-        mode = rng.integers(3)
-        if mode == 0:
-            f[:k] = f[k]
-        elif mode == 1:
-            f[:k] = cv2.blur(np.ascontiguousarray(f[:k]), (31, 9))
-        else:
-            f[:k] = rng.integers(0, 25)
-        frame = np.ascontiguousarray(np.rot90(f, -side))
-        tags.add("border")
-    ok, jpg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(45, 91))])
-    return cv2.imdecode(jpg, cv2.IMREAD_COLOR)
 
 
 # -- clips -----------------------------------------------------------------------------------

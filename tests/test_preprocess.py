@@ -61,7 +61,7 @@ PLAIN = dict(p_edge=0, p_shadow=0, p_ruled=0, p_squared=0, p_stray=0, p_spot=0, 
 
 
 def _scene_glyphs():
-    from device.scenes import mnist_glyphs
+    from device.glyphs import mnist_glyphs
     from device.synth import load_sample
 
     x, y = load_sample()
@@ -219,7 +219,8 @@ def test_two_lines_of_digits_read_in_order():
 def test_sheet_of_ten_photos_reads_as_its_rows(photos_dir):
     """Each writer's ten dev photos written as a 3-3-3-1 sheet on plain paper."""
     from device.runtime import Model
-    from device.scenes import SceneOptions, photo_glyphs, render_scene
+    from device.glyphs import photo_glyphs
+    from device.scenes import SceneOptions, render_scene
 
     model = Model()
     glyphs = photo_glyphs(photos_dir)

@@ -68,7 +68,8 @@ def test_run_labels_in_digit_mode(tmp_path, capsys):
 
 
 def test_classify_reads_a_number_with_boxes(tmp_path, capsys):
-    from device.scenes import SceneOptions, label_of, mnist_glyphs, render_scene
+    from device.glyphs import mnist_glyphs
+    from device.scenes import SceneOptions, label_of, render_scene
     from device.synth import load_sample
 
     x, y = load_sample()

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from device.scenes import (TAGS, SceneOptions, label_of, make_scene_clip, mnist_glyphs, photo_glyphs, scene,
-                           writer_of)
+from device.glyphs import mnist_glyphs, photo_glyphs, writer_of
+from device.scenes import TAGS, SceneOptions, label_of, make_scene_clip, scene
 from device.synth import load_sample
 
 
