@@ -94,6 +94,13 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true",
                    help="one JSON object per image, then one summary object (all on stdout)")
 
+    p = sub.add_parser("golden", help="check the model's predictions on the golden set",
+                       formatter_class=Help, description="Run the shipped golden inputs (MNIST test "
+                       "digits and preprocessed photos) and compare with the predictions recorded "
+                       "on the host; exit 1 if any differs.")
+    _add_model(p)
+    p.add_argument("--json", action="store_true", help="one JSON object (with the differing indices)")
+
     sub.add_parser("info", help="board, CPU, runtimes, cameras", formatter_class=Help,
                    description="What this machine is and what the device side can use on it.")
 
@@ -246,6 +253,12 @@ def cmd_classify(args) -> int:
     return classify_files(Step(_model(args), read=args.read), args.images, args.labels, args.json)
 
 
+def cmd_golden(args) -> int:
+    from device.golden import report
+
+    return report(_model(args), args.json)
+
+
 def cmd_info(args) -> int:
     from device.info import info_lines
 
@@ -285,8 +298,8 @@ def cmd_make_clip(args) -> int:
     return 0
 
 
-VERBS = {"run": cmd_run, "bench": cmd_bench, "classify": cmd_classify, "info": cmd_info,
-         "make-clip": cmd_make_clip}
+VERBS = {"run": cmd_run, "bench": cmd_bench, "classify": cmd_classify, "golden": cmd_golden,
+         "info": cmd_info, "make-clip": cmd_make_clip}
 
 
 def main(argv=None) -> int:

@@ -14,6 +14,7 @@ from host.artifacts import Staging, build_manifest, check_out_dir
 from host.convert import convert, representative_images
 from host.data import Mnist, load_mnist
 from host.evaluate import evaluate_tflite
+from host.golden import expectations as golden_expectations
 from host.optimize import (gzip_size, keras_gzip_size, overall_sparsity, prune, quantize,
                            weight_sparsity)
 from host.train import TrainConfig, fit, keras_accuracy, load_keras, set_seed
@@ -104,7 +105,8 @@ def qat_int8_artifacts(st: Staging, folder: str, float_model, base, data: Mnist,
         conversion=f"int8 (QAT{', prune-preserving' if cfg.sparsity else ''})",
         keras_accuracy={"keras_float": acc_float, "keras_qat": acc_qat}, config=config,
         extra={"gzip_bytes": gzip_size(tflite), "wall_seconds": round(time.monotonic() - t_start, 1),
-               "layer_sparsity": per_layer, **(extra or {})})
+               "layer_sparsity": per_layer, "golden": golden_expectations(path("model.tflite")),
+               **(extra or {})})
     atomic_write_json(path("model.json"), manifest)
     return manifest
 
@@ -154,7 +156,8 @@ def run_convert(model_path: str, mode: str, io: str, data_dir: str | None, out: 
             sparsity=overall_sparsity(weight_sparsity(model)), conversion=mode,
             keras_accuracy={"keras": keras_accuracy(model, data)},
             config={"from": str(model_path), "io": io, "data": data.source},
-            extra={"gzip_bytes": gzip_size(tflite)})
+            extra={"gzip_bytes": gzip_size(tflite),
+                   "golden": golden_expectations(st.path("model.tflite"))})
         atomic_write_json(st.path("model.json"), manifest)
     print_summary(manifest, Path(out))
     return manifest

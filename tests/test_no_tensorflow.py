@@ -20,7 +20,7 @@ sys.meta_path.insert(0, Block())
 def test_device_imports_and_runs_without_tensorflow(tiny_tflite):
     code = BLOCKER + f"""
 import numpy as np
-import device.cli, device.loop, device.bench, device.classify, device.info, device.sources.picam, device.synth, device.schema
+import device.cli, device.loop, device.bench, device.classify, device.golden, device.info, device.sources.picam, device.synth, device.schema
 from device.runtime import Model
 m = Model({str(tiny_tflite['int8'])!r})
 assert m.backend.name == 'ai-edge-litert', m.backend
