@@ -267,8 +267,8 @@ def sheets(model, glyphs) -> dict:
     return {"expected": expected, "read": out, "correct": sum(v == expected for v in out.values()), "sheets": len(out)}
 
 
-def device_run(clip: Path, out_dir: Path, work: Path, labels: list) -> dict:
-    res, frames_out = out_dir / "run-scenes.json", work / "run-scenes.jsonl"
+def device_run(clip: Path, out_dir: Path, work: Path, labels: list, suffix: str = "") -> dict:
+    res, frames_out = out_dir / f"run-scenes{suffix}.json", work / f"run-scenes{suffix}.jsonl"
     subprocess.run([sys.executable, "-m", "device.cli", "run", "--source", str(clip), "--threads", "1",
                     "--quiet", "--output", str(res), "--frames-out", str(frames_out)],
                    cwd=ROOT, check=True, capture_output=True, text=True)
@@ -357,7 +357,7 @@ def main(argv=None) -> int:
                                               [lab for c in number_clips for lab in c[1]["labels"]], repeats)
     result["cost_batch"] = batch_cost(model, 50 if args.quick else 300)
     run_clip = work / f"scenes-digit-{writers[0]}{suffix}.avi"
-    result["device_run"] = device_run(run_clip, out_dir, work, clips[(writers[0], "digit")][1]["labels"])
+    result["device_run"] = device_run(run_clip, out_dir, work, clips[(writers[0], "digit")][1]["labels"], suffix)
     r = result
     result["targets"] = TARGETS
     result["pass"] = {
