@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import struct
 import zlib
 
@@ -140,11 +139,13 @@ def test_fifos_globs_and_bombs_in_an_image_folder(tmp_path, photos_dir):
     # A FIFO never blocks, a name with [ ] is a file, and the bomb is refused from its header.
     r = device("classify", folder / "scan[1].png", timeout=60)
     assert r.returncode == 0 and "scan[1].png  3" in r.stdout, r.stdout + r.stderr
-    # Peak RSS of that one process (RUSAGE_CHILDREN would count every child this test run made).
-    measure = ("import resource, runpy, sys; sys.argv = ['device'] + sys.argv[1:]\n"
+    # Peak RSS of that one process: its VmHWM (getrusage's maxrss would carry over the forking
+    # test process's own peak through exec).
+    measure = ("import runpy, sys; sys.argv = ['device'] + sys.argv[1:]\n"
                "try: runpy.run_module('device.cli', run_name='__main__')\n"
                "except SystemExit as e: code = e.code\n"
-               "print('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
+               "from device.system import memory_kb\n"
+               "print('maxrss_kb', memory_kb()['peak_rss_kb'], file=sys.stderr)")
     r = subprocess.run([sys.executable, "-c", measure, "classify", str(folder), "--json"], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

@@ -119,3 +119,17 @@ def test_truth_by_file_name_for_a_folder(tmp_path):
     assert s.add(Rec("c.png", "5")) is None
     j = s.to_json()
     assert (j["frames"], j["correct"], j["unlabelled"], j["digits"], j["digits_right"]) == (2, 1, 1, 4, 3)
+
+
+def test_host_report_draws_the_confusion(number_clip, tmp_path):
+    from host.report import build_report
+
+    out = tmp_path / "r.json"
+    assert main(["run", "--source", str(number_clip), "--read", "number", "--quiet", "--output", str(out),
+                 "--labels", str(number_clip) + ".labels.json"]) == 0
+    md = tmp_path / "r.md"
+    build_report([str(out)], None, str(md), None)
+    text = md.read_text()
+    assert "## Accuracy against labels" in text and "numbers read exactly" in text
+    header = next(line for line in text.splitlines() if line.startswith("| label"))
+    assert header.count("|") == 14   # label, ten digits, none, right
