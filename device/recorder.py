@@ -40,9 +40,8 @@ class Recorder:
     def __init__(self, opts: RecordOptions, model_info: dict, timing: dict, out=None, err=None,
                  scorer=None):
         self.opts, self.model_info, self.timing = opts, model_info, timing
-        out, err = out or sys.stdout, err or sys.stderr   # resolved now, not at import
+        self.out, self.err = out or sys.stdout, err or sys.stderr   # per instance: stdout may be redirected
         self.scorer = scorer             # a device.scoring.Scorer with --labels
-        self.out, self.err = out, err
         self.stats = {name: Stat() for name in RUN_STAGES}
         self.counts = {"no_digit": 0, "digits": 0}
         self.predictions = np.zeros(10, dtype=np.int64)
