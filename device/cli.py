@@ -22,6 +22,13 @@ def _add_model(p):
                    help="force one interpreter runtime (default: the first installed)")
 
 
+def _add_read(p):
+    p.add_argument("--read", choices=["digit", "number"], default="digit",
+                   help="digit: the one digit in view (the tallest); number: every digit in view, "
+                        "in reading order (lines top to bottom, each left to right), one batched "
+                        "inference per frame")
+
+
 def _add_source(p):
     src = p.add_argument_group("source (exactly one)")
     src.add_argument("--camera", action="store_true", help="the Pi camera module (picamera2)")
@@ -76,6 +83,11 @@ def build_parser() -> Parser:
                        "latency and memory against a per-frame budget.")
     _add_source(p)
     _add_model(p)
+    _add_read(p)
+    p.add_argument("--labels", metavar="FILE",
+                   help="ground truth: a clip's .labels.json (from make-clip) or a labels.csv "
+                        "(file,label) for a folder; adds per-frame accuracy and the per-class "
+                        "confusion to the summary and the results file")
     p.add_argument("--frames", type=number(int, lo=1, flag="--frames"), metavar="N",
                    help="stop after N frames")
     p.add_argument("--duration", type=positive(float, "--duration"), metavar="S", help="stop after S seconds")
@@ -128,7 +140,9 @@ def build_parser() -> Parser:
                        description="Preprocess and predict each image; with --labels, accuracy.")
     p.add_argument("images", nargs="+", help="image files, folders or globs")
     _add_model(p)
-    p.add_argument("--labels", metavar="CSV", help="labels.csv with columns file,label")
+    _add_read(p)
+    p.add_argument("--labels", metavar="CSV", help="labels.csv with columns file,label (with "
+                   "--read number: the number, its lines separated by spaces)")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per image, then one summary object (all on stdout)")
 
@@ -151,6 +165,18 @@ def build_parser() -> Parser:
                    help="how many digits (1-300: the MNIST test digits shipped with the device side)")
     p.add_argument("--hold", type=number(int, lo=1, flag="--hold"), default=3, help="frames per digit")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same clip)")
+    sc = p.add_argument_group("real scenes (instead of the tidy clip above)")
+    sc.add_argument("--scene", choices=["digit", "number"],
+                    help="render scenes a camera over a desk sees: the paper's edge and the desk, "
+                         "hand and phone shadows, lamp spots, glare, ruled and squared paper, stray "
+                         "marks, small digits, perspective, motion blur, dim light, padded borders; "
+                         "one digit per frame, or numbers of 2-8 digits on one or two lines")
+    sc.add_argument("--frames", type=number(int, lo=1, flag="--frames"), default=300,
+                    help="scene frames (every 10th without a digit)")
+    sc.add_argument("--photos", metavar="DIR", help="cut the digits from the one-digit photos in DIR "
+                    "(with labels.csv, files named <writer>-...) instead of the shipped MNIST sample")
+    sc.add_argument("--writers", metavar="NAME", nargs="+",
+                    help="with --photos: only these writers' photos (e.g. held out from tuning)")
     return ap
 
 
@@ -190,12 +216,17 @@ def cmd_run(args) -> int:
     from device.step import Step
 
     output, replaces = _outputs(args)
+    scorer = None
+    if args.labels:
+        from device.scoring import Scorer, Truth
+
+        scorer = Scorer(Truth(args.labels, number=args.read == "number"), args.read)
     source = open_source(_source_spec(args))
     model = _model(args)
-    step = Step(model)
+    step = Step(model, read=args.read)
     opts = RecordOptions(budget_ms=args.budget_ms, output=output, frames_out=args.frames_out,
-                         quiet=args.quiet, checkpoint_s=args.checkpoint_s)
-    recorder = Recorder(opts, model.describe(), model.timing())
+                         quiet=args.quiet, checkpoint_s=args.checkpoint_s, read=args.read)
+    recorder = Recorder(opts, model.describe(), model.timing(), scorer=scorer)
     # The preview binds and collection folders are checked here, before the camera opens.
     extras = observers.build(args, source, uncertain=args.collect_uncertain, below=args.below)
     with extras, source:  # an unopenable camera or file is a usage error: nothing is written
@@ -299,7 +330,7 @@ def cmd_classify(args) -> int:
     from device.classify import classify_files
     from device.step import Step
 
-    return classify_files(Step(_model(args)), args.images, args.labels, args.json)
+    return classify_files(Step(_model(args), read=args.read), args.images, args.labels, args.json)
 
 
 def cmd_golden(args) -> int:
@@ -322,6 +353,24 @@ def cmd_make_clip(args) -> int:
 
     check_output(args.out, "make-clip OUT")
     check_output(args.out + ".labels.json", "make-clip OUT")
+    if args.photos and not args.scene:
+        raise UsageError("--photos draws scenes: add --scene digit or --scene number")
+    if args.writers and not args.photos:
+        raise UsageError("--writers picks photos: add --photos DIR")
+    if args.scene:
+        from device.glyphs import mnist_glyphs, photo_glyphs
+        from device.scenes import make_scene_clip
+
+        if args.photos:
+            glyphs = photo_glyphs(args.photos, set(args.writers) if args.writers else None)
+            if not glyphs:
+                raise UsageError(f"--photos {args.photos}: no photo of writer(s) {', '.join(args.writers)}")
+        else:
+            glyphs = mnist_glyphs(*load_sample())
+        doc = make_scene_clip(args.out, glyphs, args.frames, args.scene, seed=args.seed)
+        print(f"{args.out}: {doc['frames']} scene frames ({args.scene}s of {', '.join(doc['writers'])}, "
+              f"every 10th without a digit); labels in {args.out}.labels.json")
+        return 0
     x, y = load_sample()
     doc = make_clip(x, y, args.out, n_digits=args.digits, hold=args.hold, seed=args.seed)
     print(f"{args.out}: {doc['frames']} frames ({args.digits} digits, blank paper every 10th); "

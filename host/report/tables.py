@@ -54,6 +54,30 @@ def device_table(results: list[DeviceResult]) -> Table:
     return t
 
 
+def accuracy_tables(results: list[DeviceResult]) -> list[Table]:
+    """For each run scored against labels (``device run --labels``): its confusion matrix,
+    label classes down, read classes across, each class's accuracy at the end of its row."""
+    out = []
+    for r in results:
+        acc = r.accuracy
+        if not acc:
+            continue
+        what = "numbers read exactly" if acc.get("read") == "number" else "frames right"
+        caption = f"{r.name}: {_pct(acc.get('accuracy'), 1)} {what} ({acc.get('correct')}/{acc['frames']} " \
+                  "labelled frames"
+        if acc.get("per_digit") is not None:
+            caption += f"; per digit {_pct(acc['per_digit'], 1)}"
+        caption += f") against {Path(str(acc.get('labels'))).name}"
+        classes = [str(c) for c in acc["classes"]]
+        t = Table(["label \\ read", *classes, "right"], caption=caption)
+        for i, name in enumerate(classes):
+            row = acc["confusion"][i]
+            if sum(row):
+                t.rows.append([name, *("" if v == 0 else str(v) for v in row), _pct(row[i] / sum(row), 1)])
+        out.append(t)
+    return out
+
+
 def device_notes(results: list[DeviceResult]) -> list[str]:
     out = []
     for r in results:
