@@ -47,14 +47,15 @@ def _number(kind, text: str, flag: str):
     return v
 
 
-def number(kind=float, lo=None, hi=None, lo_open=False, flag: str = "value") -> Callable:
-    """An argparse ``type`` for ints or finite floats within [lo, hi] (``lo_open``: > lo)."""
+def number(kind=float, lo=None, hi=None, lo_open=False, flag: str = "value", hi_open=False) -> Callable:
+    """An argparse ``type`` for ints or finite floats within [lo, hi] (``lo_open``: > lo,
+    ``hi_open``: < hi, e.g. a fraction that cannot be 1)."""
     def parse(text: str):
         v = _number(kind, text, flag)
         if lo is not None and (v <= lo if lo_open else v < lo):
             raise argparse.ArgumentTypeError(f"{flag} must be {'>' if lo_open else '>='} {lo:g} (got {text})")
-        if hi is not None and v > hi:
-            raise argparse.ArgumentTypeError(f"{flag} must be <= {hi:g} (got {text})")
+        if hi is not None and (v >= hi if hi_open else v > hi):
+            raise argparse.ArgumentTypeError(f"{flag} must be {'<' if hi_open else '<='} {hi:g} (got {text})")
         return v
     parse.__name__ = flag  # argparse names the type in its messages
     return parse
@@ -69,13 +70,37 @@ def threads_type(flag: str = "--threads"):
     return number(int, lo=1, hi=4 * (os.cpu_count() or 1), flag=flag)
 
 
+def host_port(default_host: str = "127.0.0.1", flag: str = "--preview"):
+    """An argparse ``type`` for ``PORT``, ``HOST:PORT`` or ``[IPV6]:PORT`` -> (host, port);
+    port 0 asks the system for a free one."""
+    def parse(text: str) -> tuple[str, int]:
+        host, sep, port = text.strip().rpartition(":")
+        if not sep:
+            host = default_host
+        elif host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        elif ":" in host:
+            raise argparse.ArgumentTypeError(f"{flag} takes PORT or HOST:PORT, an IPv6 address in "
+                                             f"brackets ([::1]:8080) (got {text!r})")
+        if not port.isdigit() or int(port) > 65535:
+            raise argparse.ArgumentTypeError(f"{flag}: port {port!r} is not a number 0-65535 (got {text!r})")
+        if not host or any(c.isspace() or c in "/?#@[]" for c in host):
+            raise argparse.ArgumentTypeError(f"{flag}: {host!r} is not a host name or address (got {text!r})")
+        return host, int(port)
+    parse.__name__ = flag
+    return parse
+
+
 # -- running a CLI ----------------------------------------------------------------------------
 def run_main(prog: str, build_parser: Callable[[], argparse.ArgumentParser],
              verbs: dict[str, Callable], argv=None) -> int:
     """Parse, dispatch to ``verbs[args.verb](args)``, and turn the user's errors into exit codes
     with one line on stderr.  Any other exception is a bug and keeps its traceback."""
     try:
-        args = build_parser().parse_args(argv)
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:   # --help (0) or a usage error (2, already printed)
+            return exc.code if isinstance(exc.code, int) else 0
         return verbs[args.verb](args)
     except UsageError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

@@ -1,5 +1,7 @@
 """Ground truth for images: ``labels.csv`` with columns ``file,label`` (extra columns ignored),
-the format of the dev photos and of collected samples."""
+the format of the dev photos and of collected samples (:mod:`device.collection`), whose rows
+may also say ``none`` (not a digit) or nothing (not labelled yet): those are no digit's ground
+truth and are skipped here."""
 
 from __future__ import annotations
 
@@ -10,9 +12,11 @@ from pathlib import Path
 from device.errors import UsageError
 
 
-def read_labels(path: str) -> dict[str, int]:
+def read_labels(path: str, number: bool = False) -> dict[str, int | str]:
     """labels.csv -> {file basename: digit}.  UTF-8 (a BOM is accepted); every row needs both
-    columns and a label 0-9; one line naming the file, row and fix otherwise."""
+    columns and a label 0-9 (with ``number``: a string of digits, its lines separated by
+    spaces, as ``--read number`` reads them), ``none`` or empty (the last two are skipped); one
+    line naming the file, row and fix otherwise."""
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
@@ -32,10 +36,16 @@ def read_labels(path: str) -> dict[str, int]:
             continue
         if len(row) <= max(fi, li) or not row[fi].strip():
             raise UsageError(f"--labels {path} row {n} lacks the file or label column")
-        value = row[li].strip()
+        value = " ".join(row[li].split())
+        if value in ("", "none"):
+            continue
+        if number and all(c in "0123456789 " for c in value):
+            labels[Path(row[fi].strip()).name] = value
+            continue
         if value not in tuple("0123456789"):
-            raise UsageError(f"--labels {path} row {n}: label {value!r} is not a digit 0-9")
+            kind = "a number (digits, lines separated by spaces)" if number else "a digit 0-9"
+            raise UsageError(f"--labels {path} row {n}: label {value!r} is not {kind} (or none)")
         labels[Path(row[fi].strip()).name] = int(value)
     if not labels:
-        raise UsageError(f"--labels {path} has no rows")
+        raise UsageError(f"--labels {path} has no rows labelled 0-9")
     return labels
