@@ -26,9 +26,10 @@ import numpy as np
 from device.manifest import atomic_write_json
 from device.bench import interleaved_p50
 from device.system import machine_info, machine_slug
+from host.artifacts import TARGET_ACCURACY, TARGET_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGETS = {"accuracy": 0.995, "bytes": 64 * 1024, "speedup_vs_seed": 3.0, "wall_seconds": 15 * 60}
+TARGETS = {"accuracy": TARGET_ACCURACY, "bytes": TARGET_BYTES, "speedup_vs_seed": 3.0, "wall_seconds": 15 * 60}
 
 
 def train(out: Path, args: list[str]) -> tuple[dict, float]:

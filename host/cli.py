@@ -15,7 +15,7 @@ def _add_data(p):
                    "mnist.npz; default $MNIST_DIR, then ~/.keras/datasets/mnist.npz, then download")
 
 
-def _add_training(p, epochs_default=15):
+def _add_training(p, epochs_default=9):
     p.add_argument("--arch", default="edge", help="model architecture: edge | seed | wide")
     p.add_argument("--epochs", type=int, default=epochs_default, help="max float epochs "
                    "(early stopping on validation loss, patience 3)")
@@ -27,9 +27,11 @@ def _add_training(p, epochs_default=15):
                    help="per-epoch factor for --lr-schedule exponential")
     p.add_argument("--l2", type=float, default=0.0, help="L2 weight penalty (0 = off)")
     p.add_argument("--limit", type=int, metavar="N", help="use only N training images (quick runs)")
-    p.add_argument("--augment", default="full", choices=["full", "geometric", "none"],
-                   help="training augmentation: full = rotation/shift/zoom + stroke thickness "
-                   "and blur (camera-like); geometric = rotation/shift/zoom only")
+    p.add_argument("--augment", default="camera", choices=["camera", "full", "geometric", "none"],
+                   help="training augmentation: camera = rotation/shift/zoom + what the device's "
+                   "crops of photos show (stroke width, saturation, blur, shadow, noise, cut ends); "
+                   "full = the previous default (rotation/shift/zoom + stroke thickness and blur); "
+                   "geometric = rotation/shift/zoom only")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     _add_data(p)
 

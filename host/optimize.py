@@ -45,7 +45,7 @@ def quantize(model, data: Mnist, cfg: TrainConfig, epochs: int, pruned: bool):
                                tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme())
     else:
         qat = q.quantize_model(model)
-    hist = fit(qat, data, cfg, epochs, cfg.qat_lr, early_stop=False, ema=cfg.qat_ema) if epochs > 0 else {}
+    hist = fit(qat, data, cfg, epochs, cfg.qat_lr, early_stop=False, ema=0.0) if epochs > 0 else {}
     return qat, hist
 
 
