@@ -31,12 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from device.manifest import atomic_write_json
-from device.system import machine_info, machine_slug
+from benchmarks.harness import ROOT, photos_accuracy, results_dir, write_summary
+from device.system import machine_info
 from host.artifacts import TARGET_ACCURACY, TARGET_BYTES
 
-ROOT = Path(__file__).resolve().parent.parent
-PHOTOS = ROOT.parent / "shared" / "data" / "digit-photos"
 TARGETS = {"accuracy": TARGET_ACCURACY, "bytes": TARGET_BYTES, "wall_seconds": 15 * 60}
 
 # The previous default, spelled out (the fields it did not have are off).
@@ -77,8 +75,8 @@ def run_one(fields: dict, seed: int, out: str) -> int:
     cam = {k.split(".", 1)[1]: v for k, v in fields.items() if k.startswith("camera.")}
     if cam:
         augment.CAMERA = dataclasses.replace(augment.CAMERA, **cam)
-    cfg = TrainConfig(**{k: v for k, v in fields.items() if not k.startswith("camera.")}, seed=seed)
-    cfg.extra = {"variant_fields": fields}
+    cfg = TrainConfig(**{k: v for k, v in fields.items() if not k.startswith("camera.")}, seed=seed,
+                      extra={"variant_fields": fields})
     run_train_qat(cfg, None, out)
     return 0
 
@@ -135,15 +133,6 @@ def camera_set(cache: Path, n: int = 1000, seed: int = 0) -> tuple[np.ndarray, n
     return xs, ys
 
 
-def photos_accuracy(model: Path) -> float | None:
-    if not (PHOTOS / "labels.csv").is_file():
-        return None
-    r = subprocess.run([sys.executable, "-m", "device.cli", "classify", str(PHOTOS), "--labels",
-                        str(PHOTOS / "labels.csv"), "--json", "--model", str(model)],
-                       cwd=ROOT, check=True, capture_output=True, text=True)
-    return json.loads(r.stderr.strip().splitlines()[-1])["accuracy"]
-
-
 def camera_accuracy(model: Path, cam: tuple[np.ndarray, np.ndarray]) -> float:
     from host.data import Mnist
     from host.evaluate import evaluate_tflite
@@ -155,7 +144,8 @@ def camera_accuracy(model: Path, cam: tuple[np.ndarray, np.ndarray]) -> float:
 def train(variant: str, fields: dict, seed: int, out: Path, quick: list[str]) -> dict:
     """One run in its own process; returns its record."""
     if variant == "new":
-        cmd = [sys.executable, "-m", "host.cli", "train-qat", "--seed", str(seed), "--out", str(out), *quick]
+        # --force: the folder is this benchmark's own.
+        cmd = [sys.executable, "-m", "host.cli", "train-qat", "--seed", str(seed), "--out", str(out), "--force", *quick]
     else:
         extra = {"limit": 2000, "epochs": 1, "qat_epochs": 1} if quick else {}
         cmd = [sys.executable, "-m", "benchmarks.train_seeds", "--one", json.dumps({**fields, **extra}),
@@ -224,8 +214,11 @@ def main(argv=None) -> int:
     variants.update(parse_variant(v) for v in args.variant)
     seeds = [int(s) for s in args.seeds.split(",")]
     machine = machine_info()
-    dest = Path(args.results) / machine_slug(machine) / ("train_seeds-quick.json" if args.quick else "train_seeds.json")
-    runs = json.loads(dest.read_text())["runs"] if args.reuse and dest.is_file() else []
+    dest = results_dir(args.results, machine) / ("train_seeds-quick.json" if args.quick else "train_seeds.json")
+    runs = []
+    if args.reuse and dest.is_file():
+        doc = json.loads(dest.read_text())
+        runs = doc.get("details", doc)["runs"]
     work = Path(args.work) / ("quick" if args.quick else "full")
     n_cam = 200 if args.quick else 1000
     cam = camera_set(Path(args.work) / f"camera-set-{n_cam}.npz", n=n_cam)
@@ -236,17 +229,16 @@ def main(argv=None) -> int:
                 continue
             print(f"== {name} seed {seed}: {json.dumps(fields)}", flush=True)
             rec = train(name, fields, seed, work / f"{name}-s{seed}", quick)
-            rec["photos"] = photos_accuracy(Path(rec["model"]))
+            photos = photos_accuracy(rec["model"]) or {}
+            rec["photos"], rec["photos_wrong"] = photos.get("accuracy"), photos.get("wrong")
             rec["camera_set"] = camera_accuracy(Path(rec["model"]), cam)
             runs = [r for r in runs if not (r["variant"] == name and r["seed"] == seed)] + [rec]
             print(f"   INT8 {rec['int8']:.4f}  float {rec['keras_float']:.4f}  val {rec['val_float']:.4f}  "
                   f"photos {rec['photos']}  camera {rec['camera_set']:.4f}  {rec['wall_seconds']:.0f} s "
                   f"(load {rec['load_average']['mean']})", flush=True)
-            atomic_write_json(dest, {
-                "schema_version": 1, "kind": "train_seeds", "quick": args.quick,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine,
-                "targets": TARGETS, "old_default": OLD, "camera_set_images": int(len(cam[1])),
-                "runs": runs, "summary": summarise(runs)})
+            write_summary(dest, "train_seeds", quick=args.quick, targets=TARGETS, measured=summarise(runs),
+                          details={"old_default": OLD, "camera_set_images": int(len(cam[1])), "runs": runs},
+                          machine=machine)
     print(json.dumps(summarise(runs), indent=1))
     print(f"results: {dest}")
     return 0

@@ -11,17 +11,16 @@ import time
 
 import numpy as np
 
-from device.results import Result, Stat
+from device.schema import BenchResult
+from device.stats import Stat
 from device.runtime import Model
 from device.system import machine_info, memory_kb
 
 
 def run_bench(model_path, threads: int = 1, xnnpack: bool = True, runs: int = 1000,
-              warmup: int = 50, image: np.ndarray | None = None, runtime: str | None = None) -> Result:
+              warmup: int = 50, image: np.ndarray | None = None, runtime: str | None = None) -> BenchResult:
     mem_before = memory_kb()
-    t0 = time.perf_counter_ns()
     model = Model(model_path, threads=threads, xnnpack=xnnpack, runtime=runtime)
-    init_ms = (time.perf_counter_ns() - t0) / 1e6
     mem_init = memory_kb()
     x = image if image is not None else np.zeros((28, 28), np.float32)
     model.set_input(x)
@@ -36,14 +35,13 @@ def run_bench(model_path, threads: int = 1, xnnpack: bool = True, runs: int = 10
         model.invoke()
         stat.add(time.perf_counter_ns() - t0)
     mem_end = memory_kb()
-    return Result(
-        kind="bench", machine=machine_info(), model=model.describe(),
+    return BenchResult(
+        machine=machine_info(), model=model.describe(), runs=runs, warmup_runs=warmup,
         stages={"inference": stat.to_dict()},
         memory={"rss_before_init_kb": mem_before["rss_kb"], "rss_after_init_kb": mem_init["rss_kb"],
                 "init_footprint_kb": (mem_init["rss_kb"] or 0) - (mem_before["rss_kb"] or 0),
                 "peak_rss_kb": mem_end["peak_rss_kb"], "rss_end_kb": mem_end["rss_kb"]},
-        frames=runs, extra={"init_ms": init_ms, "first_inference_ms": first_ms,
-                            "warmup_runs": warmup, "runs": runs})
+        timing={**model.timing(), "first_inference_ms": first_ms})
 
 
 def interleaved_p50(paths: dict, repeats: int = 15, runs: int = 2000, threads: int = 1,

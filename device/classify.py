@@ -1,80 +1,77 @@
-"""``device classify``: preprocess and predict image files; accuracy against labels.csv."""
+"""``device classify``: preprocess and predict image files (the same per-frame step as
+``device run``); accuracy against labels.csv."""
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
+import time
 from pathlib import Path
 
 from device.errors import UsageError
-from device.loop import postprocess
-from device.preprocess import prepare
-from device.sources import OpenCVSource, _cv2
+from device.labels import read_labels
+from device.sources.images import ImageRefused, list_images, read_image
+from device.step import Step
 
 
 def expand(specs: list[str]) -> list[str]:
     """Files, folders and globs -> image file list (in order, each once)."""
     out: list[str] = []
+    seen: set[str] = set()
     for spec in specs:
-        files = OpenCVSource._image_list(spec)
+        files = list_images(spec)
         if files is None:
             raise UsageError(f"{spec}: no such image file, folder or glob")
-        out.extend(f for f in files if f not in out)
+        for f in files:
+            if f not in seen:
+                seen.add(f)
+                out.append(f)
     return out
 
 
-def read_labels(path: str) -> dict[str, int]:
-    """labels.csv (columns file,label; extra columns ignored) -> {basename: label}."""
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as exc:
-        raise UsageError(f"cannot read --labels {path}: {exc.strerror}") from None
-    if not rows or "file" not in rows[0] or "label" not in rows[0]:
-        raise UsageError(f"--labels {path} needs a header with columns file,label")
-    try:
-        return {Path(r["file"]).name: int(r["label"]) for r in rows}
-    except ValueError:
-        raise UsageError(f"--labels {path}: every label must be a digit 0-9") from None
-
-
-def classify_files(model, specs: list[str], labels_csv: str | None, as_json: bool) -> int:
-    cv2 = _cv2()
+def classify_files(step: Step, specs: list[str], labels_csv: str | None, as_json: bool, out=None,
+                   err=None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
     files = expand(specs)
     labels = read_labels(labels_csv) if labels_csv else None
-    correct = scored = unreadable = 0
-    for f in files:
-        img = cv2.imread(f, cv2.IMREAD_COLOR)
-        if img is None:
-            unreadable += 1
-            rec = {"file": f, "prediction": None, "confidence": None, "error": "unreadable image"}
+    correct = scored = failed = 0
+    for i, f in enumerate(files):
+        t0 = time.perf_counter_ns()
+        try:
+            img = read_image(f)
+        except ImageRefused as exc:
+            failed += 1
+            rec = {"file": f, "prediction": None, "confidence": None, "error": str(exc)}
         else:
-            prep = prepare(img)
-            if prep.image is None:
-                rec = {"file": f, "prediction": None, "confidence": 0.0, "region": None}
-            else:
-                digit, conf = postprocess(model.predict(prep.image))
-                rec = {"file": f, "prediction": digit, "confidence": round(conf, 4),
-                       "region": list(prep.region)}
+            r = step(img, i, Path(f).name, t0=time.perf_counter_ns(), wait_ns=time.perf_counter_ns() - t0)
+            rec = {"file": f, "prediction": r.prediction, "confidence": round(r.confidence, 4),
+                   "region": r.to_json()["region"], "total_ms": round(r.total_ns / 1e6, 4)}
         if labels is not None and Path(f).name in labels:
             rec["label"] = labels[Path(f).name]
             scored += 1
             correct += rec["label"] == rec["prediction"]
         if as_json:
-            print(json.dumps(rec))
+            print(json.dumps(rec), file=out)
         else:
-            pred = "no digit" if rec["prediction"] is None else str(rec["prediction"])
-            conf = f"{rec['confidence']:.1%}" if rec.get("confidence") else ""
+            if "error" in rec:
+                pred, conf = f"skipped: {rec['error']}", ""
+            else:
+                pred = "no digit" if rec["prediction"] is None else str(rec["prediction"])
+                conf = f"  {rec['confidence']:.1%}" if rec["confidence"] else ""
             mark = ""
             if "label" in rec:
                 mark = "  ok" if rec["label"] == rec["prediction"] else f"  WRONG (label {rec['label']})"
-            print(f"{f}  {pred}  {conf}{mark}")
-    if labels is not None:
-        acc = correct / scored if scored else 0.0
-        line = f"accuracy {acc:.1%} ({correct}/{scored} labelled images)"
-        print(json.dumps({"accuracy": acc, "correct": correct, "labelled": scored}) if as_json else line,
-              file=sys.stderr if as_json else sys.stdout)
-    if unreadable:
-        print(f"device: {unreadable} image(s) could not be read", file=sys.stderr)
+            print(f"{f}  {pred}{conf}{mark}", file=out)
+    summary = {"summary": True, "images": len(files), "failed": failed, "labelled": scored,
+               "correct": correct, "accuracy": correct / scored if scored else None,
+               "model": step.model.describe()["path"], "verified": step.model.verified}
+    if as_json:
+        print(json.dumps(summary), file=out)
+    elif labels is not None:
+        acc = f"{correct / scored:.1%}" if scored else "n/a"
+        print(f"accuracy {acc} ({correct}/{scored} labelled images)", file=out)
+    if failed:
+        print(f"device: {failed} image(s) could not be read (see their lines)", file=err)
+    if labels is not None and scored == 0:
+        print(f"device: warning: no image name matched a row of {labels_csv}", file=err)
     return 0

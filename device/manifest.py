@@ -1,4 +1,4 @@
-"""The model manifest (``model.json`` beside ``model.tflite``): read, verify, write atomically.
+"""The model manifest (``model.json`` beside ``model.tflite``): read and verify.
 
 The host writes it after converting and evaluating a model; the device reads it to check that
 the file it loads is the file that was measured.
@@ -7,6 +7,8 @@ Format history (``MANIFEST_VERSION``):
   1 - first version: sha256, bytes, arch, params, macs, sparsity, input/output tensors,
       input_contract, accuracy (tflite + keras), per-class accuracy, confusion matrix,
       training config, library versions, created.
+      Later, still version 1 (optional fields, absent in older manifests): ``golden``, the
+      model's expected predictions on ``device/data/golden.npz`` (see ``device/golden.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from device.errors import UsageError
@@ -61,30 +62,3 @@ def load_manifest(path: str | os.PathLike) -> dict:
         raise UsageError(f"{path} is not an mnist-edge model manifest (manifest_version "
                          f"{MANIFEST_VERSION} expected)")
     return data
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename, so a
-    reader never sees half a file and an interrupted write leaves the old file intact."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp makes 0600 files; give the result the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())

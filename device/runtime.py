@@ -8,9 +8,12 @@ testable on their own.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,8 +74,13 @@ def load_backend(prefer: str | None = None) -> Backend:
             continue
         try:
             module = importlib.import_module(modname)
-        except ImportError:
-            continue
+        except ImportError as exc:
+            # Installed but broken (a wheel for another CPU, numpy 2 under a numpy-1 build...):
+            # say so, rather than fall back to a heavier runtime and hide the cause.
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                raise exc.__context__ from None
+            raise UsageError(f"{name} is installed but cannot be imported ({exc}); reinstall it "
+                             f"or choose another with --runtime") from None
         backend = Backend(name, dist_version(name) or getattr(module, "__version__", "?"), module)
         _backend_cache[key] = backend
         return backend
@@ -111,11 +119,38 @@ def _tensor_info(detail: dict) -> dict:
             "scale": float(scale), "zero_point": int(zp)}
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Hold back the runtime's "INFO: Created TensorFlow Lite XNNPACK delegate" line (printed
+    by C++ on file descriptor 2 at every build, so Python's logging cannot filter it); any
+    other line it prints (a warning, an error) is passed on."""
+    try:
+        fd = sys.stderr.fileno()
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):  # no real stderr (captured): nothing to hide
+        yield
+        return
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            for line in tmp.read().decode(errors="replace").splitlines():
+                if not line.startswith("INFO: Created TensorFlow Lite"):
+                    print(line, file=sys.stderr)
+
+
 class Model:
     """One loaded ``.tflite`` with its interpreter, built once.
 
     Args:
-        path: the model file; its manifest (same name, ``.json``) is checked when present.
+        path: the model file (default: the shipped model, which must have its manifest); its
+            manifest (same name, ``.json``) is checked when present.  A user model without
+            one runs, recorded as ``verified: "unverified"``.
         threads: interpreter threads.
         xnnpack: False builds the interpreter without default delegates (no XNNPACK).
         verify: check the sha256 against the manifest beside the model.
@@ -127,7 +162,9 @@ class Model:
 
     def __init__(self, path: str | os.PathLike | None = None, threads: int = 1, xnnpack: bool = True,
                  verify: bool = True, runtime: str | None = None):
+        t_load = time.perf_counter_ns()
         self.path = Path(path) if path else DEFAULT_MODEL
+        self.shipped = path is None or self.path.resolve() == DEFAULT_MODEL
         if threads < 1:
             raise UsageError(f"--threads must be >= 1 (got {threads})")
         try:
@@ -141,19 +178,27 @@ class Model:
         self.sha256 = sha256_bytes(data)
         self.bytes = len(data)
         self.manifest = None
+        self.verified = "unverified"
         mpath = manifest_path_for(self.path)
         if mpath.is_file():
             self.manifest = load_manifest(mpath)
-            if verify and self.manifest.get("sha256") != self.sha256:
-                raise UsageError(f"{self.path} does not match its manifest {mpath.name} (sha256 "
-                                 f"{self.sha256[:12]} != {str(self.manifest.get('sha256'))[:12]}); "
-                                 "re-copy the model or regenerate the manifest")
+            if verify:
+                if self.manifest.get("sha256") != self.sha256:
+                    raise UsageError(f"{self.path} does not match its manifest {mpath.name} (sha256 "
+                                     f"{self.sha256[:12]} != {str(self.manifest.get('sha256'))[:12]}); "
+                                     "re-copy the model or regenerate the manifest")
+                self.verified = "manifest"
+        elif self.shipped and verify:
+            # The shipped model is only ever run as the file its manifest describes: without
+            # the manifest a damaged or replaced file would run unnoticed.
+            raise UsageError(f"the shipped model's manifest {mpath} is missing, so {self.path.name} "
+                             "cannot be verified; reinstall mnist-edge (or deploy again)")
         self.threads = threads
         self.xnnpack = xnnpack
         self.backend = load_backend(runtime)
         t0 = time.perf_counter_ns()
         self.interpreter = self._build(data)
-        self.init_ms = (time.perf_counter_ns() - t0) / 1e6
+        self.interpreter_init_ms = (time.perf_counter_ns() - t0) / 1e6
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
@@ -169,6 +214,7 @@ class Model:
                              "class scores")
         self._in_index = self.input["index"]
         self._out_index = self.output["index"]
+        self.load_ms = (time.perf_counter_ns() - t_load) / 1e6
 
     def _build(self, data: bytes):
         mod = self.backend.module
@@ -180,8 +226,9 @@ class Model:
                 raise UsageError(f"{self.backend.name} cannot disable XNNPACK; drop --no-xnnpack")
             kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         try:
-            interp = mod.Interpreter(**kwargs)
-            interp.allocate_tensors()
+            with _quiet_stderr():
+                interp = mod.Interpreter(**kwargs)
+                interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UsageError(f"{self.path} could not be loaded by {self.backend.name}: {first}; "
@@ -219,5 +266,11 @@ class Model:
             "arch": (self.manifest or {}).get("arch"),
             "input": _tensor_info(self.input), "output": _tensor_info(self.output),
             "runtime": self.backend.name, "runtime_version": self.backend.version,
-            "threads": self.threads, "xnnpack": self.xnnpack,
+            "threads": self.threads, "xnnpack": self.xnnpack, "verified": self.verified,
         }
+
+    def timing(self) -> dict:
+        """``model_load_ms``: everything ``Model()`` took (read, verify, importing the runtime
+        for the first model of the process, build, checks); ``interpreter_init_ms``: the
+        interpreter's construction and tensor allocation alone."""
+        return {"model_load_ms": self.load_ms, "interpreter_init_ms": self.interpreter_init_ms}

@@ -19,7 +19,7 @@ import numpy as np
 import cv2
 
 from device.errors import UsageError
-from device.manifest import atomic_write_json
+from device.fsio import atomic_write_json
 
 PAPERS = [(245, 245, 245), (215, 232, 240), (200, 200, 200), (235, 215, 190), (230, 225, 200)]
 INKS = [(25, 25, 25), (120, 40, 20), (30, 30, 160), (60, 50, 50)]  # BGR: black, blue, red, grey-black

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from device.errors import UsageError
-from device.results import Result, Stat, load_result
+from device.schema import BenchResult, RunResult, load
+from device.stats import Stat
 
 
 def test_stat_percentiles_within_one_percent():
@@ -31,24 +32,60 @@ def test_stat_memory_is_constant():
     assert s.hist.nbytes == before
 
 
-def test_result_round_trip(tmp_path):
+def _run(**kw):
     s = Stat()
     s.add(1_000_000)
-    r = Result(kind="run", machine={"arch": "x"}, model={"sha256": "a"},
-               stages={"total": s.to_dict()}, memory={}, budget_ms=5.0, extra={"source": {"kind": "video"}})
+    fields = dict(machine={"arch": "x"}, model={"sha256": "a"}, source={"kind": "video"}, status="ok",
+                  frames=1, stages={"total": s.to_dict()})
+    return RunResult(**{**fields, **kw})
+
+
+def test_result_round_trip(tmp_path):
+    r = _run()
     p = tmp_path / "r.json"
     r.write(p)
-    back = load_result(p)
-    assert back.to_json() == r.to_json()
-    assert back.extra["source"]["kind"] == "video"
+    back = load(p)
+    assert isinstance(back, RunResult) and back.to_json() == r.to_json()
+    assert back.source["kind"] == "video"
+    text = p.read_text()
+    assert json.loads(text)["created"].endswith("Z")
 
 
 def test_bad_results_are_usage_errors(tmp_path):
     p = tmp_path / "r.json"
-    p.write_text(json.dumps({"schema_version": 99, "kind": "run", "machine": {}, "model": {},
-                             "stages": {}, "memory": {}}))
+    p.write_text(json.dumps({"schema_version": 99, "kind": "run"}))
     with pytest.raises(UsageError, match="schema_version 99"):
-        load_result(p)
+        load(p)
     p.write_text("{")
     with pytest.raises(UsageError, match="cannot read result"):
-        load_result(p)
+        load(p)
+    p.write_text(json.dumps({**_run().to_json(), "surprise": 1}))
+    with pytest.raises(UsageError, match="unknown field"):
+        load(p)
+    p.write_text(json.dumps({**_run().to_json(), "stages": {"total": {"count": 3}}}))
+    with pytest.raises(UsageError, match="lacks"):
+        load(p)
+    with pytest.raises(UsageError, match="no frames cannot be status ok"):
+        _run(frames=0).validate()
+    with pytest.raises(UsageError, match="a run result where bench was expected"):
+        r = _run()
+        r.write(p)
+        load(p, expect=("bench",))
+
+
+def test_infinite_numbers_are_never_written(tmp_path):
+    with pytest.raises(UsageError, match="budget_ms"):
+        _run(budget_ms=float("inf")).write(tmp_path / "r.json")
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_version_1_files_still_read():
+    """Committed results and a Pi's older files are schema 1: they upgrade on reading."""
+    from tests.conftest import ROOT
+
+    old = load(ROOT / "benchmarks" / "results" / "amd-epyc-vm" / "run-clip.json")
+    assert isinstance(old, RunResult) and old.frames > 0 and old.counts["no_digit"] >= 0
+    assert old.created.endswith("Z") and old.status == "ok"
+    bench = next((ROOT / "benchmarks" / "results" / "arm64-qemu").rglob("bench-*.json"))
+    b = load(bench)
+    assert isinstance(b, BenchResult) and b.timing["model_load_ms"] > 0

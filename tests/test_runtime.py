@@ -1,11 +1,9 @@
-import json
 
 import numpy as np
 import pytest
 
-from device import runtime
 from device.errors import UsageError
-from device.manifest import atomic_write_json
+from device.fsio import atomic_write_json
 from device.runtime import Model, dequantize, quantize
 
 

@@ -109,16 +109,3 @@ def test_target_lines():
     acc, size = target_lines(_manifest(0.9949, 65_537))
     assert acc == "target: INT8 accuracy 99.49 % >= 99.5 %: FAIL" and size.endswith(": FAIL")
 
-
-@pytest.mark.parametrize("verb", ["train", "train-qat"])
-def test_cli_defaults_are_the_train_config_defaults(verb):
-    from host.cli import build_parser
-    from host.train import TrainConfig
-
-    args = vars(build_parser().parse_args([verb]))
-    cfg = TrainConfig().to_dict()
-    shared = [k for k in cfg if k in args]
-    assert {"epochs", "batch", "lr", "augment", "seed"} <= set(shared)
-    if verb == "train-qat":
-        assert {"qat_epochs", "qat_lr", "sparsity", "prune_epochs", "io"} <= set(shared)
-    assert {k: args[k] for k in shared} == {k: cfg[k] for k in shared}

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from device.picam import y_plane
+from device.sources.picam import y_plane
 
 
 def _yuv420(w, h, stride):
@@ -32,7 +32,7 @@ def test_y_plane_from_flat_buffer_needs_stride():
 def test_picamera_missing_is_one_clear_line(capsys):
     from device.cli import main
 
-    assert main(["run", "--camera", "--frames", "1", "--output", ""]) == 2
+    assert main(["run", "--camera", "--frames", "1", "--no-output"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "sudo apt install python3-picamera2" in err[0]
     assert "--system-site-packages" in err[0]
