@@ -141,6 +141,13 @@ def camera_accuracy(model: Path, cam: tuple[np.ndarray, np.ndarray]) -> float:
     return evaluate_tflite(model, Mnist(x[:0], y[:0], x, y, "camera-set"))["accuracy"]
 
 
+def score(rec: dict, cam: tuple[np.ndarray, np.ndarray]) -> None:
+    """The held-out checks of a run's model, into its record: the photos and the camera set."""
+    photos = photos_accuracy(rec["model"]) or {}
+    rec["photos"], rec["photos_wrong"] = photos.get("accuracy"), photos.get("wrong")
+    rec["camera_set"] = camera_accuracy(Path(rec["model"]), cam)
+
+
 def train(variant: str, fields: dict, seed: int, out: Path, quick: list[str]) -> dict:
     """One run in its own process; returns its record."""
     if variant == "new":
@@ -223,15 +230,17 @@ def main(argv=None) -> int:
     n_cam = 200 if args.quick else 1000
     cam = camera_set(Path(args.work) / f"camera-set-{n_cam}.npz", n=n_cam)
     quick = ["--limit", "2000", "--epochs", "1", "--qat-epochs", "1"] if args.quick else []
+    for rec in runs:
+        # Kept runs are re-scored with today's device code and camera set (seconds each).
+        if Path(rec["model"]).is_file():
+            score(rec, cam)
     for name, fields in variants.items():
         for seed in seeds:
             if any(r["variant"] == name and r["seed"] == seed and r["fields"] == fields for r in runs):
                 continue
             print(f"== {name} seed {seed}: {json.dumps(fields)}", flush=True)
             rec = train(name, fields, seed, work / f"{name}-s{seed}", quick)
-            photos = photos_accuracy(rec["model"]) or {}
-            rec["photos"], rec["photos_wrong"] = photos.get("accuracy"), photos.get("wrong")
-            rec["camera_set"] = camera_accuracy(Path(rec["model"]), cam)
+            score(rec, cam)
             runs = [r for r in runs if not (r["variant"] == name and r["seed"] == seed)] + [rec]
             print(f"   INT8 {rec['int8']:.4f}  float {rec['keras_float']:.4f}  val {rec['val_float']:.4f}  "
                   f"photos {rec['photos']}  camera {rec['camera_set']:.4f}  {rec['wall_seconds']:.0f} s "
