@@ -49,9 +49,9 @@ def compile_model(model, lr, label_smoothing: float = 0.0) -> None:
 
 
 class WeightAverage(keras.callbacks.Callback):
-    """An exponential moving average of all the model's weights (BatchNorm statistics and QAT
-    ranges included), updated after every step: the average of the last few hundred steps
-    generalises better than the last step's weights and varies less from seed to seed.
+    """An exponential moving average of all the model's float weights (BatchNorm statistics
+    included), updated after every step: the average of the last few hundred steps generalises
+    better than the last step's weights and varies less from seed to seed.
 
     Validation sees the averaged weights (swapped in for each evaluation), so early stopping
     judges the weights that will be kept; at the end the model holds the average of the epoch
