@@ -75,8 +75,10 @@ def _add_training(p, d: config.TrainConfig):
                    help="L2 weight penalty (0 = off)")
     p.add_argument("--limit", type=LIMIT, metavar="N", help="use only N (>= 100) training images (quick runs)")
     p.add_argument("--augment", default=d.augment, choices=config.AUGMENT_MODES,
-                   help="training augmentation: full = rotation/shift/zoom + stroke thickness "
-                   "and blur (camera-like); geometric = rotation/shift/zoom only")
+                   help="training augmentation: camera = rotation/shift/zoom + what the device's "
+                   "crops of photos show (stroke width, saturation, blur, shadow, noise, cut ends); "
+                   "full = the previous default (rotation/shift/zoom + stroke thickness and blur); "
+                   "geometric = rotation/shift/zoom only")
     p.add_argument("--seed", type=SEED, default=d.seed, help="random seed")
     _add_data(p)
 
