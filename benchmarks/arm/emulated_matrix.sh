@@ -7,7 +7,8 @@
 #   sudo benchmarks/arm/emulated_matrix.sh run [CELL...]    # default: every cell, one at a time
 #   sudo benchmarks/arm/emulated_matrix.sh cells            # list the cells
 #
-#   ONLY="cpu-check deploy deployed choice" limits a run to those step groups, in place.
+#   ONLY="cpu-check deploy deployed" limits a run to those step groups, in place ("choice", a
+#   venv of its own from device.platforms, runs only when ONLY names it).
 #
 # Each cell: sshd inside the root on a loopback port, run under that CPU model (QEMU_CPU set
 # for sshd and, through sshd_config SetEnv, for every session, so deploy's pip, python and the
@@ -187,7 +188,7 @@ run_cell() {  # $1: cell spec
         step "info$t" "info$t.log" "${SSH[@]}" "$dev info"
         step "bench$t" "bench$t.log" "${SSH[@]}" "$dev bench --runs 200 --warmup 10 --json bench$t.json"
         "${SSH[@]}" "cat bench$t.json" > "$out/bench$t.json" 2>/dev/null || true
-        step "run$t" "run$t.log" "${SSH[@]}" "clip=\$(ls -1 $rdir/releases/*/bench/clip.avi | tail -n 1); \
+        step "run$t" "run$t.log" "${SSH[@]}" "clip=\$(ls -1 $rdir/bench/clip.avi $rdir/releases/*/bench/clip.avi 2>/dev/null | head -n 1); \
             $dev run --source \$clip --quiet --output run$t.json --frames-out run-frames$t.jsonl"
         "${SSH[@]}" "cat run$t.json" > "$out/run$t.json" 2>/dev/null || true
         "${SSH[@]}" "cat run-frames$t.jsonl" > "$out/run-frames$t.jsonl" 2>/dev/null || true
@@ -204,10 +205,11 @@ run_cell() {  # $1: cell spec
     if want deployed && "${SSH[@]}" "test -e $rdir/current/bin/device" 2>/dev/null; then
         device_steps "$rdir/current/bin/device" ""
     fi
-    # What device.platforms chooses for this target (the same code deploy is to use): a copy of
-    # the newest release with a venv made from the choice (pip requirements; apt packages are
-    # in the root already, see setup_root).
-    if want choice; then
+    # What device.platforms chooses for this target, in a venv of its own: a copy of the newest
+    # release with a venv made from the choice (pip requirements; apt packages are in the root
+    # already, see setup_root).  Since deploy installs through device/release.py, which calls
+    # the same choose_runtime, this only repeats "deployed": it runs when ONLY names it.
+    if [[ " ${ONLY:-} " == *" choice "* ]]; then
         step choice-venv choice-venv.log "${SSH[@]}" "set -e; rel=\$(ls -1d $rdir/releases/2* | tail -n 1); \
             python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import platform, struct; \
 from device.platforms import choose_runtime; \
