@@ -8,7 +8,8 @@
 #   sudo benchmarks/arm/emulated_matrix.sh cells            # list the cells
 #
 #   ONLY="cpu-check deploy deployed" limits a run to those step groups, in place ("choice", a
-#   venv of its own from device.platforms, runs only when ONLY names it).
+#   venv of its own from device.platforms, and "apt", the 32-bit cell without apt's OpenCV,
+#   run only when ONLY names them).
 #
 # Each cell: sshd inside the root on a loopback port, run under that CPU model (QEMU_CPU set
 # for sshd and, through sshd_config SetEnv, for every session, so deploy's pip, python and the
@@ -156,6 +157,9 @@ run_cell() {  # $1: cell spec
     local cfg="/etc/ssh/sshd_config.matrix"
     printf 'Port %s\nListenAddress 127.0.0.1\nPidFile /run/sshd-matrix.pid\nPasswordAuthentication no\nUsePAM no\nSetEnv QEMU_CPU=%s\nSubsystem sftp /usr/lib/openssh/sftp-server\n' \
         "$port" "$cpu" > "$root$cfg"
+    # The three arm64 cells share the root: a pid file left by the previous cell would be read
+    # as this sshd's, and this one would outlive the cell.
+    rm -f "$root/run/sshd-matrix.pid"
     QEMU_CPU="$cpu" chroot "$root" /usr/sbin/sshd -f "$cfg"
     local i
     for i in $(seq 1 30); do [ -s "$root/run/sshd-matrix.pid" ] && break; sleep 1; done
@@ -219,6 +223,20 @@ print(c.reason); open(\"/tmp/reqs\", \"w\").write(\" \".join(c.requirements))' \
             $rdir/venv-choice/bin/pip install -q --disable-pip-version-check \$(cat /tmp/reqs); \
             cp -a \$rel $rdir/choice; ln -sfn ../venv-choice $rdir/choice/venv; echo choice venv: \$(cat /tmp/reqs)"
         device_steps "$rdir/choice/bin/device" "-choice"
+    fi
+    # A 32-bit target without apt's OpenCV (fresh Pi OS Lite): deploy must try `sudo -n apt-get`
+    # and, when sudo cannot run without a password, refuse in one line naming the command,
+    # before any venv or release.  (Under qemu-user without binfmt's C flag the setuid sudo
+    # never gets root, so only the refusal can be shown here.)  python3-opencv is put back
+    # from apt's cache afterwards.  Runs only when ONLY names it.
+    if [[ " ${ONLY:-} " == *" apt "* ]] && [ "$arch" = armhf ]; then
+        chroot "$root" apt-get remove -y -q python3-opencv > "$out/apt-remove.log" 2>&1
+        step sudo-check sudo-check.log "${SSH[@]}" "sudo -n true && echo sudo ok || echo sudo -n: not usable"
+        step deploy-no-opencv deploy-no-opencv.log "$HERE/deploy.sh" --ssh-config "$sshcfg" --port "$port" \
+            --identity "$key" --dir "$rdir-no-opencv" pi@127.0.0.1
+        step no-opencv-state no-opencv-state.log "${SSH[@]}" "ls -A $rdir-no-opencv $rdir-no-opencv/venvs $rdir-no-opencv/releases 2>&1; rm -rf $rdir-no-opencv"
+        chroot "$root" apt-get install -y -q --no-install-recommends python3-opencv > "$out/apt-restore.log" 2>&1 \
+            || die "could not put python3-opencv back: $out/apt-restore.log"
     fi
     teardown
     log "== $cell done: $out"
