@@ -415,8 +415,9 @@ def step_install(root: Root, payload: str) -> dict:
         missing = [p for p in choice.system_packages if not apt_installed(p)]
         if missing and not apt_install(missing):
             raise Refused(f"this target needs {' '.join(missing)} from apt ({choice.runtime} has no pip "
-                          f"wheels of them here) and sudo needs a password: run 'sudo apt install "
-                          f"{' '.join(missing)}' on it, then deploy again")
+                          f"wheels of them here) and `sudo -n` cannot install them (it needs a password, "
+                          f"or there is no sudo): run 'sudo apt install {' '.join(missing)}' on it, "
+                          f"then deploy again")
         if facts["picamera2"] == "available":
             if apt_install(["python3-picamera2"]):
                 facts["picamera2"] = "installed"

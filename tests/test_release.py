@@ -20,6 +20,7 @@ from device.platforms import parse_cpuinfo
 from tests.conftest import ROOT, SHIPPED
 
 RELPY = ROOT / "device" / "release.py"
+CPUINFO = ROOT / "tests" / "data" / "cpuinfo"
 NAME1 = "20250101T000000Z-abc1234-0123456789ab"
 NAME2 = "20250102T000000Z-abc1234-bbbbbbbbbbbb"
 NAME3 = "20250103T000000Z-abc1234-cccccccccccc"
@@ -374,6 +375,47 @@ def test_install_refuses_a_tampered_payload(tmp_path):
     rc, ans, err = step(top, "install", f"--payload=incoming/{a_name}")
     assert rc == 2 and "does not match its manifest" in ans["error"], ans
     assert "Traceback" not in err and not (top / "releases").exists()
+
+
+def armv7l_install(tmp_path, monkeypatch, sudo_ok: bool):
+    """step_install on a recorded Pi 2 (32-bit Pi OS) that has apt's numpy but not its OpenCV;
+    apt and pip are stood in for (what they would run is recorded), the rest is the real step."""
+    top = tmp_path / "root"
+    r, _ = pack(top / "incoming", name="p")
+    assert r.returncode == 0, r.stderr
+    facts = {"machine": "armv7l", "python": "3.11", "pointer_bits": 32, "os": "Raspbian GNU/Linux 12 (bookworm)",
+             "free_kb": 8_000_000, "rsync": True, "picamera2": "absent",
+             "cpuinfo": release.decisive_cpuinfo((CPUINFO / "pi2b-a7-armv7l.txt").read_text())}
+    calls = []
+    monkeypatch.setattr(sys, "path", list(sys.path))            # step_install puts the payload first
+    monkeypatch.setattr(release, "gather_facts", lambda root: dict(facts))
+    monkeypatch.setattr(release, "apt_installed", lambda p: p == "python3-numpy")
+    monkeypatch.setattr(release, "_run", lambda cmd, timeout=20: calls.append(cmd) or subprocess.CompletedProcess(
+        cmd, 0 if sudo_ok else 1, "", "" if sudo_ok else "sudo: a password is required"))
+    monkeypatch.setattr(release, "ensure_venv", lambda root, f, reqs: calls.append(["pip", *reqs]) or ("k", True))
+    return top, calls, lambda: release.step_install(release.Root(str(top)), "incoming/p")
+
+
+def test_32bit_target_without_apt_opencv_is_refused_in_one_line_before_any_venv(tmp_path, monkeypatch):
+    top, calls, install = armv7l_install(tmp_path, monkeypatch, sudo_ok=False)
+    with pytest.raises(release.Refused) as e:
+        install()
+    msg = str(e.value)
+    assert "needs python3-opencv from apt" in msg and "run 'sudo apt install python3-opencv'" in msg
+    assert "\n" not in msg and calls == [["sudo", "-n", "true"]]
+    assert not (top / "releases").exists() and not (top / "venvs").exists()
+
+
+def test_32bit_target_gets_apt_opencv_through_sudo_then_the_tflite_runtime_venv(tmp_path, monkeypatch):
+    top, calls, install = armv7l_install(tmp_path, monkeypatch, sudo_ok=True)
+    res = install()
+    assert res["changed"] and res["runtime"] == "tflite-runtime"
+    assert res["system_packages"] == ["python3-numpy", "python3-opencv"]
+    apt = [c for c in calls if "apt-get" in c]
+    assert len(apt) == 1 and apt[0][:2] == ["sudo", "-n"] and apt[0][-1] == "python3-opencv"   # numpy was there
+    assert ["pip", "numpy<2", "tflite-runtime==2.14.0"] in calls
+    rec = json.loads((top / "releases" / res["release"] / "RELEASE.json").read_text())
+    assert rec["machine"] == "armv7l" and "Cortex-A7" in rec["reason"]
 
 
 @pytest.mark.slow
