@@ -899,6 +899,11 @@ def _text(v, limit=300):
     return printable(v, limit) if isinstance(v, str) else None
 
 
+def _step_error(step, error) -> str:
+    error = error or "failed"
+    return error if error.startswith(f"{step}:") else f"{step}: {error}"
+
+
 def fleet_outcome(doc: dict) -> dict:
     """A host's outcome from the playbook's facts (trusted: host, board, rollout, release,
     failed_step, error) and the target's answers (untrusted, raw stdout of each step).
@@ -913,7 +918,8 @@ def fleet_outcome(doc: dict) -> dict:
                                                        ("status", "switch", "rollback", "bench", "smoke", "install"))
     cur_before = status.get("current") if isinstance(status.get("current"), dict) else {}
     before = _release_name(cur_before.get("release"))
-    failed_step, error = _text(doc.get("failed_step"), 60), _text(doc.get("error"))
+    failed_step = _text(doc.get("failed_step"), 60)
+    error = _text(a.get("failed", {}).get("error")) or _text(doc.get("error"))
     rb_ok = rollback.get("ok") is True
     rb_cur = _release_name(rollback.get("current"))
     out = {"previous": before, "current": before, "failed_step": failed_step}
@@ -933,12 +939,12 @@ def fleet_outcome(doc: dict) -> dict:
     elif rb_ok and rb_cur:
         how = (f"current switched back to {rb_cur}" if rollback.get("changed") is True
                else f"the new release never went live; current stays {rb_cur}")
-        out.update(outcome="rolled back", current=rb_cur, detail=f"{failed_step}: {error}; {how}")
+        out.update(outcome="rolled back", current=rb_cur, detail=f"{_step_error(failed_step, error)}; {how}")
     else:
         why = ("no previous release to fall back to" if rb_ok else
                f"rollback failed: {_text(rollback.get('error')) or 'not run'}")
         out.update(outcome="failed", current=rb_cur if rb_ok else None,
-                   detail=f"{failed_step or 'deploy'}: {error or 'failed'}; {why}")
+                   detail=f"{_step_error(failed_step or 'deploy', error)}; {why}")
     golden = bench.get("golden") if isinstance(bench.get("golden"), dict) else None
     if golden is None:
         checks = smoke.get("checks") if isinstance(smoke.get("checks"), dict) else {}
@@ -969,8 +975,8 @@ def write_record(kind: str, doc, path: str) -> dict:
         raise Refused("record: stdin must be a JSON object")
     try:
         if kind == "rollout":
-            rec = schema.FleetRollout(**{k: doc.get(k) for k in ("rollout", "action", "hosts", "canary", "batches",
-                                                                  "release", "content", "model_sha256")})
+            rec = schema.FleetRollout(**{k: doc[k] for k in ("rollout", "action", "hosts", "canary", "batches",
+                                                              "release", "content", "model_sha256") if k in doc})
         else:
             o = fleet_outcome(doc)
             if o["outcome"] == "kept" and os.path.exists(path):
