@@ -7,6 +7,7 @@ import pytest
 
 from device.manifest import sha256_file
 from device.cli import main as device_main
+from host.artifacts import RECORD
 from host.cli import main
 
 pytestmark = pytest.mark.slow
@@ -18,7 +19,9 @@ def test_train_qat_end_to_end(tmp_path, mnist, capsys):
                  "--out", str(out)]) == 0
     names = {p.name for p in out.iterdir()}
     assert {"model.tflite", "model.json", "float.h5", "qat.h5", "history.json"} <= names
-    assert not [n for n in names if n.startswith(".")], names  # no staging left behind
+    assert not [n for n in names if n.startswith(".staging")], names  # no staging left behind
+    record = json.loads((out / RECORD).read_text())
+    assert record["verb"] == "train-qat" and set(record["files"]) == names - {RECORD}
     m = json.loads((out / "model.json").read_text())
     assert m["sha256"] == sha256_file(out / "model.tflite")
     assert m["input"]["dtype"] == "int8" and m["output"]["dtype"] == "int8"
