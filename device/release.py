@@ -919,7 +919,8 @@ def fleet_outcome(doc: dict) -> dict:
     cur_before = status.get("current") if isinstance(status.get("current"), dict) else {}
     before = _release_name(cur_before.get("release"))
     failed_step = _text(doc.get("failed_step"), 60)
-    error = _text(a.get("failed", {}).get("error")) or _text(doc.get("error"))
+    error = (_text(a.get("failed", {}).get("error")) or _text(doc.get("error"))
+             or _text(a.get("bench", {}).get("error")))
     rb_ok = rollback.get("ok") is True
     rb_cur = _release_name(rollback.get("current"))
     out = {"previous": before, "current": before, "failed_step": failed_step}

@@ -217,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
               "Render `device run` / `device bench` results (this machine's, or a Pi's from "
               "deploy.sh --bench), benchmark suite summaries and technique results side by side. "
               "Needs no TensorFlow.")
-    p.add_argument("results", nargs="+", metavar="RESULT.json")
+    p.add_argument("results", nargs="*", metavar="RESULT.json")
+    p.add_argument("--fleet", metavar="DIR", help="a fleet rollout's folder (reports/fleet, from "
+                   "fleet/deploy.yml): one row per Pi")
     p.add_argument("--out", default="report.html", help="self-contained HTML file")
     p.add_argument("--markdown", metavar="REPORT.md", help="also write a Markdown summary")
     p.add_argument("--baseline", metavar="OLD.json", help="mark stages slower than this result")
@@ -331,7 +333,7 @@ def cmd_report(args) -> int:
     from host.report import build_report
     from host.report.page import one_line
 
-    rep = build_report(args.results, args.out, args.markdown, args.baseline, args.tolerance)
+    rep = build_report(args.results, args.out, args.markdown, args.baseline, args.tolerance, args.fleet)
     for line in rep["problems"]:
         print(f"host: warning: {one_line(line)}", file=sys.stderr)
     for note in rep["notes"]:
