@@ -909,10 +909,12 @@ def fleet_outcome(doc: dict) -> dict:
     failed_step, error) and the target's answers (untrusted, raw stdout of each step).
 
     switched: the new release is current.  kept: current unchanged and nothing failed (up to
-    date; or a rollback with nothing older).  rolled back: the new release failed on this host
-    and its previous release is current (the failure came before the switch, or ``rollback
-    --from`` switched back); with rollback.yml, current went back one release.  failed: no
-    known good state (no previous release, or the rollback itself failed)."""
+    date; or a rollback with nothing older).  rolled back: the new release was installed,
+    failed on this host (smoke, gate or a later step) and its previous release is current (the
+    failure came before the switch, or ``rollback --from`` switched back); with rollback.yml,
+    current went back one release.  failed: the new release was not installed (the target was
+    refused, the transfer or pip failed: nothing changed), or there is no previous release to
+    fall back to, or the rollback itself failed."""
     a = {k: _answer(v) for k, v in (doc.get("answers") or {}).items()}
     status, switch, rollback, bench, smoke, install = (a.get(k, {}) for k in
                                                        ("status", "switch", "rollback", "bench", "smoke", "install"))
@@ -937,6 +939,9 @@ def fleet_outcome(doc: dict) -> dict:
     elif failed_step is None and switch.get("ok") is True:
         out.update(outcome="switched", current=_release_name(switch.get("current")),
                    detail=f"current {before or '(none)'} -> {_release_name(switch.get('current'))}")
+    elif install.get("ok") is not True:
+        out.update(outcome="failed", detail=f"{_step_error(failed_step or 'deploy', error)}; nothing installed, "
+                                            f"current stays {before or '(none)'}")
     elif rb_ok and rb_cur:
         how = (f"current switched back to {rb_cur}" if rollback.get("changed") is True
                else f"the new release never went live; current stays {rb_cur}")

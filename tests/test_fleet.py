@@ -163,5 +163,6 @@ def test_rollback_a_group_and_the_fleet_report(fleet, models, tmp_path):
     rows = [ln for ln in md.read_text().splitlines() if ln.startswith("| pi")]
     assert len(rows) == len(HOSTS)
     row = {ln.split("|")[1].strip(): ln for ln in rows}
-    assert "rolled back" in row["pi4-a"] and "switched" in row["pi5-c"] and "2200/2200" in row["pi5-c"]
+    assert "| rolled back |" in row["pi4-a"] and "fleet/rollback.yml" in row["pi4-a"]
+    assert "| kept |" in row["pi5-c"] and "2200/2200 identical" in row["pi5-c"] and "(budget 1000)" in row["pi5-c"]
     assert "pi4-a" in out.read_text()

@@ -25,10 +25,11 @@ def answers(**steps) -> dict:
     base = {"status": {"step": "status", "ok": True, "changed": False, "root": "/home/pi/mnist-edge",
                        "facts": {"machine": "aarch64", "python": "3.11", "os": "Debian GNU/Linux 12 (bookworm)"},
                        "current": {"release": OLD, "runtime": "ai-edge-litert"}, "up_to_date": False}}
-    base.update(steps)
+    base.update({"install": INSTALL, **steps})
     return {k: json.dumps(v) if isinstance(v, dict) else v for k, v in base.items()}
 
 
+INSTALL = {"step": "install", "ok": True, "changed": True, "release": NEW, "runtime": "ai-edge-litert"}
 BENCH = {"step": "bench", "ok": True, "changed": False, "p50_ms": 0.8, "p99_ms": 2.5, "frames": 132,
          "within_budget": True, "golden": {"status": "identical", "images": 2200, "identical": 2200},
          "results": {"bench": f"reports/bench-{NEW}.json", "run": f"reports/run-{NEW}.json"}}
@@ -65,6 +66,11 @@ def test_switched_kept_rolled_back_failed():
                 rollback={"ok": True, "changed": True, "current": OLD, "previous": NEW})
     assert o["outcome"] == "rolled back" and o["current"] == OLD
     assert o["detail"] == f"service: systemctl --user daemon-reload failed; current switched back to {OLD}"
+
+    # Refused before anything was installed (an unsupported board): nothing changed.
+    o = outcome("check the target's answer here (release.py check)", "armv6l: not supported", install="",
+                rollback={"ok": True, "changed": False, "current": OLD})
+    assert o["outcome"] == "failed" and o["current"] == OLD and "nothing installed, current stays" in o["detail"]
 
     # A first deploy that failed: nothing to fall back to.
     first = answers()["status"].replace(f'{{"release": "{OLD}", "runtime": "ai-edge-litert"}}', "null")

@@ -75,12 +75,17 @@ def _golden(g: dict) -> str:
     return g.get("status") or "-"
 
 
-def _latency(o: schema.FleetOutcome | None) -> str:
-    if not o or o.gate.get("p99_ms") is None:
+def _latency(o: schema.FleetOutcome | None, run: DeviceResult | None) -> str:
+    """The gate's p50 / p99 per-frame total; without a gate this time (a rollback), the current
+    release's own replay run, against the budget it ran with."""
+    if o and o.gate.get("p99_ms") is not None:
+        p50, p99, budget, within = o.gate.get("p50_ms"), o.gate["p99_ms"], o.budget_ms, o.gate.get("within_budget")
+    elif run and run.stages.get("total") and run.stages["total"].p99 is not None:
+        p50, p99, budget = run.stages["total"].p50, run.stages["total"].p99, run.budget_ms
+        within = None if budget is None else p99 <= budget
+    else:
         return "-"
-    over = "" if o.gate.get("within_budget") is not False else ", OVER"
-    return (f"{_num(o.gate.get('p50_ms'), '.3f')} / {o.gate['p99_ms']:.3f} "
-            f"(budget {_num(o.budget_ms, 'g')}{over})")
+    return f"{_num(p50, '.3f')} / {p99:.3f} (budget {_num(budget, 'g')}{', OVER' if within is False else ''})"
 
 
 def _outcome(pi: Pi, ro) -> tuple[str, str]:
@@ -104,7 +109,7 @@ def fleet_table(fleet: Fleet) -> Table:
         cpu = m.get("cpu") or m.get("arch") or "-"
         runtime = (run and run.model.get("runtime")) or (o and o.runtime) or "-"
         outcome, detail = _outcome(pi, fleet.rollout)
-        t.rows.append([pi.host, board, cpu, runtime, (o and o.current) or "-", _latency(o),
+        t.rows.append([pi.host, board, cpu, runtime, (o and o.current) or "-", _latency(o, run),
                        _golden(o.gate) if o else "-", _num(run and run.peak_rss_mb, ".1f"), outcome, detail])
     return t
 
