@@ -183,7 +183,8 @@ send() {
     local src="$1" dest="$2"
     shift 2
     rsh mkdir -p -- "$dest" || die "cannot create $dest on $HOST"
-    if [ "$XFER" = rsync ] && command -v rsync >/dev/null; then
+    # (not to an IPv6 address: rsync would read its ':' as host:path)
+    if [ "$XFER" = rsync ] && [[ "$HOST" != *:* ]] && command -v rsync >/dev/null; then
         # -s: the remote path travels in rsync's protocol, never through the remote shell.
         rsync -a -s "$@" -e "$CTL/ssh" "$src/" "$TARGET:$dest/" || die "rsync to $HOST failed"
     else

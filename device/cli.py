@@ -35,6 +35,9 @@ def build_parser() -> Parser:
                      help="a V4L2 / USB camera (OpenCV)")
     src.add_argument("--source", metavar="FILE|DIR|GLOB",
                      help="/dev/videoN, a video file, or a folder / glob of images")
+    p.add_argument("--fps", type=positive(float, "--fps"), default=30.0,
+                   help="--camera: the frame rate to fix on the Pi camera (the rate it delivers is "
+                        "recorded)")
     p.add_argument("--realtime", action="store_true", help="pace a replay at its frame rate")
     p.add_argument("--full-decode", action="store_true",
                    help="decode an MJPG replay to full-size colour frames (default: straight to "
@@ -135,7 +138,7 @@ def cmd_run(args) -> int:
 
     output, replaces = _outputs(args)
     source = open_source(SourceSpec(args.camera, args.camera_index, args.source, args.realtime,
-                                    args.loop, fast_decode=not args.full_decode))
+                                    args.loop, fast_decode=not args.full_decode, fps=args.fps))
     model = _model(args)
     step = Step(model)
     opts = RecordOptions(budget_ms=args.budget_ms, output=output, frames_out=args.frames_out,
@@ -153,6 +156,9 @@ def cmd_run(args) -> int:
             raise
         finally:
             recorder.close()
+        # Written before the source is released: a camera whose stop hangs cannot lose it.
+        if output and result.status != "no_frames":
+            result.write(output)
     for line in summary_lines(result):
         print(line)
     if result.status == "no_frames":
@@ -161,7 +167,6 @@ def cmd_run(args) -> int:
         print(f"device: no frame was processed{where}", file=sys.stderr)
         return 1
     if output:
-        result.write(output)
         print(f"results: {output}" + (" (replaced the previous file)" if replaces else ""))
     if result.status == "source_error":
         print(f"device: error: {result.error}", file=sys.stderr)

@@ -76,7 +76,10 @@ def run_main(prog: str, build_parser: Callable[[], argparse.ArgumentParser],
     """Parse, dispatch to ``verbs[args.verb](args)``, and turn the user's errors into exit codes
     with one line on stderr.  Any other exception is a bug and keeps its traceback."""
     try:
-        args = build_parser().parse_args(argv)
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:   # --help (0) or a usage error (2, already printed)
+            return exc.code if isinstance(exc.code, int) else 0
         return verbs[args.verb](args)
     except UsageError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

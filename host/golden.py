@@ -8,7 +8,6 @@ expected predictions on it (with the device runtime, on this machine) for its ma
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import sys
 from pathlib import Path
@@ -46,25 +45,24 @@ def _margins(model, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def photo_inputs(photos_dir: Path) -> tuple[list[np.ndarray], list[int], list[str]]:
     """The 28x28 inputs ``device.preprocess.prepare`` makes of the labelled photos (photos in
     which it finds no digit are left out: they have no model input)."""
+    from device.labels import read_labels
     from device.preprocess import prepare
-    from device.sources import _cv2
+    from device.sources.images import ImageRefused, read_image
 
-    cv2 = _cv2()
-    with open(photos_dir / "labels.csv", newline="") as f:
-        rows = sorted(csv.DictReader(f), key=lambda r: r["file"])
     xs, ys, names = [], [], []
-    for r in rows:
-        img = cv2.imread(str(photos_dir / r["file"]), cv2.IMREAD_COLOR)
-        if img is None:
-            raise UsageError(f"cannot read photo {photos_dir / r['file']}")
+    for name, label in sorted(read_labels(str(photos_dir / "labels.csv")).items()):
+        try:
+            img = read_image(photos_dir / name)
+        except ImageRefused as exc:
+            raise UsageError(f"cannot read photo {photos_dir / name}: {exc}") from None
         prep = prepare(img)
         if prep.image is None:
             continue
         u8 = np.rint(prep.image * 255).astype(np.uint8)
         assert np.array_equal(to_unit(u8), prep.image), "uint8 round trip must be exact"
         xs.append(u8)
-        ys.append(int(r["label"]))
-        names.append(r["file"])
+        ys.append(label)
+        names.append(name)
     return xs, ys, names
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from host import tfenv  # noqa: F401
 from device.errors import UsageError
-from device.fsio import atomic_write_bytes, atomic_write_json, check_output
+from device.fsio import atomic_write_bytes, check_output
 from device.system import machine_info
 from host import models as archs
 from host.artifacts import Staging, check_out_dir
@@ -25,13 +25,19 @@ from host.data import load_mnist
 from host.pipeline import qat_int8_artifacts
 from host.train import TrainConfig, fit, keras_accuracy, load_keras, set_seed
 
-SCHEMA_VERSION = 1
-
 
 def _doc(kind: str, **fields) -> dict:
-    return {"schema_version": SCHEMA_VERSION, "kind": kind,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine_info(),
-            **fields}
+    """The figures of one technique run (the ``figures`` of its result document)."""
+    return {"technique": kind, **fields}
+
+
+def _write(path, doc: dict) -> None:
+    """The result document (device.schema, kind ``technique``) for ``doc``."""
+    from device.schema import TechniqueResult
+
+    figures = {k: v for k, v in doc.items() if k not in ("technique", "wall_seconds")}
+    TechniqueResult(machine=machine_info(), technique=doc["technique"], figures=figures,
+                    wall_seconds=doc.get("wall_seconds")).write(path)
 
 
 def _int8_summary(m: dict) -> dict:
@@ -101,7 +107,7 @@ def run_distill(cfg: TrainConfig, data_dir: str | None, out: str, *, teacher: st
                    students={k: _int8_summary(m) for k, m in manifests.items()},
                    gain_int8=manifests["distilled"]["accuracy"]["tflite"] - manifests["plain"]["accuracy"]["tflite"],
                    wall_seconds=round(time.monotonic() - t_start, 1))
-        atomic_write_json(st.path("distill.json"), doc)
+        _write(st.path("distill.json"), doc)
     s = doc["students"]
     print(f"\n  {'student':<11}{'Keras float':>12}{'INT8 .tflite':>14}")
     for k in ("plain", "distilled"):
@@ -160,7 +166,7 @@ def run_prune_channels(model_path: str, keep: float, cfg: TrainConfig, data_dir:
                                              "after": float(np.median(lat["after"])),
                                              "speedup": ratio_spread(lat["before"], lat["after"])},
                    wall_seconds=round(time.monotonic() - t_start, 1))
-        atomic_write_json(st.path("prune_channels.json"), doc)
+        _write(st.path("prune_channels.json"), doc)
     b, a, sp = doc["before"], doc["after"], doc["latency_ms_single_thread"]
     print(f"\n  {'':<16}{'before':>12}{'after':>12}")
     for label, key, fmt in (("params", "params", "{:,}"), ("MACs", "macs", "{:,}"), ("INT8 bytes", "bytes", "{:,}"),
@@ -208,7 +214,7 @@ def run_export_onnx(model_path: str, data_dir: str | None, out: str, opset: int 
                              "tflite": f"{tfl.backend.name} {tfl.backend.version}"},
                    min_agreement=min_agreement)
         doc["pass"] = doc["agreement"] >= min_agreement
-        atomic_write_json(st.path("onnx.json"), doc)
+        _write(st.path("onnx.json"), doc)
     lo, lt = doc["latency_ms"]["onnxruntime"], doc["latency_ms"]["tflite_float32"]
     print(f"  same prediction on {doc['agreement']:.2%} of {len(x):,} images ({doc['disagreements']} differ; "
           f"max |p diff| {doc['max_abs_prob_diff']:.2e}); accuracy ONNX {doc['accuracy']['onnx']:.4f}, "

@@ -119,7 +119,7 @@ def test_stamp_records_any_model(tmp_path, tiny_tflite, capsys):
 
 def test_usage_errors(tmp_path, capsys):
     rc, cap = _golden(capsys, "--threads", "0")
-    assert rc == 2 and cap.err.startswith("device: error:")
+    assert rc == 2 and cap.err.startswith("device golden: error:") and len(cap.err.splitlines()) == 1
     bad = tmp_path / "golden.npz"
     bad.write_bytes(b"not an npz")
     with pytest.raises(golden.UsageError, match="cannot read the golden set"):

@@ -21,6 +21,9 @@ def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
+    # Text stays text in the SVG (not one path per glyph): a page a fraction of the size that
+    # renders several times faster, still self-contained.
+    matplotlib.rcParams["svg.fonttype"] = "none"
     import matplotlib.pyplot as plt
 
     return plt
@@ -105,7 +108,7 @@ def latency_plot(r: DeviceResult) -> str:
     m = r.model
     fig.suptitle(plain(f"{r.name}: {r.kind} {m['arch'] or 'model'}, {m['dtype'] or '?'} input, "
                        f"{m['threads']}t {'xnnpack' if m['xnnpack'] else 'no-xnnpack'} on "
-                       f"{describe_machine(r.machine)}"), fontsize=9)
+                       f"{describe_machine(r.machine)}"), fontsize=9, y=1.02)
     return svg(fig)
 
 
