@@ -126,6 +126,8 @@ def make_fleet(tmp_path):
                   top / "b" / "outcome.json").returncode == 0
     up = answers()["status"].replace('"up_to_date": false', '"up_to_date": true')
     assert record("outcome", host_doc("c", "r1", status=up), top / "c" / "outcome.json").returncode == 0
+    # d, another group, was not in rollout r2 at all: its own last outcome stands.
+    assert record("outcome", host_doc("d", "r1", status=up), top / "d" / "outcome.json").returncode == 0
     return top
 
 
@@ -150,12 +152,13 @@ def test_host_report_fleet_table(tmp_path):
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     rows = {ln.split("|")[1].strip(): ln for ln in md.read_text().splitlines() if ln.startswith("| ") and
-            ln.split("|")[1].strip() in "abc"}
-    assert set(rows) == {"a", "b", "c"}
+            ln.split("|")[1].strip() in "abcd"}
+    assert set(rows) == {"a", "b", "c", "d"}
+    assert "| kept | up to date" in rows["d"]
     assert "| switched |" in rows["a"] and "0.800 / 2.500 (budget 5)" in rows["a"] and "2200/2200 identical" in rows["a"]
     assert "ai_edge_litert" in rows["a"] or "ai-edge-litert" in rows["a"]
     assert "| rolled back |" in rows["b"] and "OVER" in rows["b"] and OLD in rows["b"]
     assert "kept (not reached)" in rows["c"] and "rollout r2 stopped before this host" in rows["c"]
-    assert "Rollout r2 (deploy of" in r.stdout and "1 switched, 1 rolled back, 1 kept (not reached)" in r.stdout
+    assert "Rollout r2 (deploy of" in r.stdout and "1 switched, 1 rolled back, 1 kept (not reached)." in r.stdout
     html = (tmp_path / "fleet.html").read_text()
     assert "<h2>Fleet</h2>" in html and html.count("<tr>") >= 4

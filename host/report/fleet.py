@@ -24,7 +24,7 @@ class Pi:
     host: str
     outcome: schema.FleetOutcome | None
     run: DeviceResult | None
-    reached: bool              # has an outcome of the last rollout
+    reached: bool              # False: named by the last rollout, without an outcome of it
 
 
 @dataclass
@@ -64,7 +64,9 @@ def load_fleet(folder, problems: list[str]) -> Fleet:
                 run = doc.data if doc.kind == "run" else None
             except UsageError as exc:
                 problems.append(f"{host}: {exc}; skipped")
-        pis.append(Pi(host, o, run, reached=bool(o and (ro is None or o.rollout == ro.rollout))))
+        # A host the last rollout did not aim at (a rollback of one group) shows its own last outcome.
+        pis.append(Pi(host, o, run, reached=bool(o and (ro is None or host not in ro.hosts
+                                                       or o.rollout == ro.rollout))))
     return Fleet(ro, pis)
 
 
@@ -118,6 +120,8 @@ def fleet_notes(fleet: Fleet) -> list[str]:
     ro = fleet.rollout
     counts: dict[str, int] = {}
     for pi in fleet.pis:
+        if ro and pi.host not in ro.hosts:
+            continue
         o = _outcome(pi, ro)[0]
         counts[o] = counts.get(o, 0) + 1
     tally = ", ".join(f"{n} {o}" for o, n in counts.items())
