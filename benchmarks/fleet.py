@@ -30,9 +30,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from benchmarks.harness import RESULTS, results_dir, write_summary
-from device.fsio import atomic_write_json
+from device import schema
 from tests import fleet_lab
-from tests.conftest import SHIPPED
 
 CALLBACKS = Path(__file__).resolve().parent / "fleet_callbacks"
 STEPS = ("status", "check the target's answer here (release.py check)", "folders", "transfer", "install",
@@ -48,15 +47,6 @@ def boards(n: int) -> dict:
     return names
 
 
-def release_model(tmp: Path, tag: str) -> str:
-    d = tmp / "models" / tag
-    d.mkdir(parents=True)
-    shutil.copy(SHIPPED, d / "model.tflite")
-    man = json.loads(SHIPPED.with_suffix(".json").read_text())
-    atomic_write_json(d / "model.json", {**man, "note": f"benchmark release {tag}"})
-    return str(d / "model.tflite")
-
-
 def per_host(lines: list[dict]) -> dict:
     """host -> {"wall_s": first start to last end, "steps": {task: seconds}}."""
     out: dict = defaultdict(lambda: {"start": None, "end": None, "steps": defaultdict(float)})
@@ -69,6 +59,30 @@ def per_host(lines: list[dict]) -> dict:
             h["steps"][task] += ln["end"] - ln["start"]
     return {k: {"wall_s": round(v["end"] - v["start"], 2), "steps": {s: round(t, 2) for s, t in v["steps"].items()}}
             for k, v in out.items()}
+
+
+def active(per_host_runs: dict, hosts) -> dict:
+    """Per run: each host's busy time (its tasks' durations summed, waits for other hosts and
+    batches left out): min / median / max, and the median per step."""
+    out = {}
+    for name, hosts_ in per_host_runs.items():
+        busy = sorted(round(sum(h["steps"].values()), 2) for n, h in hosts_.items() if n in hosts)
+        steps: dict = defaultdict(list)
+        for n, h in hosts_.items():
+            if n in hosts:
+                for s, t in h["steps"].items():
+                    steps[s].append(t)
+        out[name] = {"host_busy_s": {"min": busy[0], "median": busy[len(busy) // 2], "max": busy[-1]},
+                     "step_s_median": {s: sorted(v)[len(v) // 2] for s, v in steps.items()}}
+    return out
+
+
+def resummarize(path: Path) -> None:
+    """Add the busy-time figures to a result written before they existed (same raw data)."""
+    doc = schema.load(path, expect=("benchmark",))
+    for name, fig in active(doc.details["per_host"], doc.details["boards"]).items():
+        doc.measured[name].update(fig)
+    doc.write(path)
 
 
 def run(fleet, tag: str, forks: int, model: str | None, tmp: Path) -> dict:
@@ -116,7 +130,11 @@ def main(argv=None) -> int:
     ap.add_argument("--hosts", type=int, default=8)
     ap.add_argument("--forks", default="1,2,4,8")
     ap.add_argument("--results", default=str(RESULTS))
+    ap.add_argument("--resummarize", metavar="FLEET.json", help="recompute the summary figures of a result")
     args = ap.parse_args(argv)
+    if args.resummarize:
+        resummarize(Path(args.resummarize))
+        return 0
     forks = [int(f) for f in args.forks.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="fleet-bench-", dir="/tmp"))
     fleet = fleet_lab.start(tmp, boards(args.hosts))
@@ -125,8 +143,8 @@ def main(argv=None) -> int:
         t0 = time.monotonic()
         runs["first"] = run(fleet, "first", max(forks), None, tmp)
         for f in forks:
-            runs[f"forks={f}"] = run(fleet, f"forks={f}", f, release_model(tmp, f"f{f}"), tmp)
-        last = release_model(tmp, f"f{forks[-1]}")
+            last = fleet_lab.other_release(tmp / "models" / f"f{f}", f"benchmark release f{f}")
+            runs[f"forks={f}"] = run(fleet, f"forks={f}", f, last, tmp)
         for f in (forks[0], forks[-1]):
             runs[f"noop={f}"] = run(fleet, f"noop={f}", f, last, tmp)
         total = time.monotonic() - t0
@@ -134,6 +152,8 @@ def main(argv=None) -> int:
     finally:
         fleet_lab.stop(fleet)
     measured = {name: {k: v for k, v in r.items() if k != "per_host"} for name, r in runs.items()}
+    for name, fig in active({n: r["per_host"] for n, r in runs.items()}, fleet.hosts).items():
+        measured[name].update(fig)
     out = results_dir(args.results) / "fleet.json"
     write_summary(out, "fleet", targets={"hosts": args.hosts, "forks": forks}, measured=measured,
                   details={"per_host": {name: r["per_host"] for name, r in runs.items()},

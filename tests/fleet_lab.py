@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from device import release
+from device.fsio import atomic_write_json
 from tests import sshd
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SHIPPED
 
 PLAYBOOKS = ROOT / "fleet"
 
@@ -89,6 +90,16 @@ class Fleet:
                 st = p.lstat()
                 out[str(p.relative_to(top))] = (st.st_size, st.st_mtime_ns)
         return out
+
+
+def other_release(folder: Path, note: str) -> str:
+    """The shipped model with another manifest: another release (another content hash) with
+    the same golden expectations."""
+    folder.mkdir(parents=True)
+    shutil.copy(SHIPPED, folder / "model.tflite")
+    man = json.loads(SHIPPED.with_suffix(".json").read_text())
+    atomic_write_json(folder / "model.json", {**man, "note": note})
+    return str(folder / "model.tflite")
 
 
 def start(tmp: Path, hosts: dict) -> Fleet:

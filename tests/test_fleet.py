@@ -7,7 +7,6 @@ The tests run in order on one fleet (each starts from the state the previous one
 rollout does.
 """
 
-import json
 import os
 import shutil
 import subprocess
@@ -16,7 +15,6 @@ import sys
 import pytest
 
 from device import schema
-from device.fsio import atomic_write_json
 from tests import fleet_lab, sshd
 from tests.conftest import ROOT, SHIPPED
 
@@ -43,11 +41,7 @@ def fleet(tmp_path_factory):
 def models(tmp_path_factory):
     """Release A (the shipped model) and B (the same model, another manifest: another release
     with the same golden expectations)."""
-    d = tmp_path_factory.mktemp("models")
-    shutil.copy(SHIPPED, d / "model.tflite")
-    man = json.loads(SHIPPED.with_suffix(".json").read_text())
-    atomic_write_json(d / "model.json", {**man, "note": "release B"})
-    return {"A": str(SHIPPED), "B": str(d / "model.tflite")}
+    return {"A": str(SHIPPED), "B": fleet_lab.other_release(tmp_path_factory.mktemp("models") / "B", "release B")}
 
 
 def deploy(fleet, *args, budgets=None, model=None, book="deploy.yml"):
