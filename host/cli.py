@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from device.errors import UsageError
+from host.finetune import FinetuneOptions  # TensorFlow-free: the verb's defaults
 
 FMT = argparse.ArgumentDefaultsHelpFormatter
 
@@ -118,6 +119,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="explain.png", help="the PNG grid")
     _add_data(p)
 
+    p = sub.add_parser("finetune", help="fine-tune on collected samples mixed with MNIST -> INT8",
+                       formatter_class=FMT, description="Fine-tune the shipped model (or --base) on "
+                       "collected samples (folders with labels.csv, from `device collect` or the "
+                       "preview; the dev photos folder too) mixed with MNIST, then QAT + full INT8 + "
+                       "evaluation and manifest, ready for `deploy.sh --model`.  Scores MNIST and the "
+                       "held-out samples before and after (finetune.json).")
+    p.add_argument("collections", nargs="+", metavar="COLLECTION", help="collection folders")
+    ft = FinetuneOptions()
+    p.add_argument("--base", metavar="MODEL", help="start from this model: an INT8 edge .tflite, or "
+                   "float.h5 / qat.h5 from host train-qat (default: the shipped device/models/model.tflite)")
+    p.add_argument("--test", action="append", default=[], metavar="COLLECTION", help="score on this "
+                   "collection (repeatable) and train on all of COLLECTION...; default: hold out --holdout")
+    p.add_argument("--holdout", type=float, default=ft.holdout, help="share of each digit's samples held out")
+    p.add_argument("--ratio", type=float, default=ft.ratio, help="collected share of each batch (the rest: MNIST)")
+    p.add_argument("--mnist-images", type=int, default=ft.mnist_images, help="MNIST training images in the mix")
+    p.add_argument("--epochs", type=int, default=ft.epochs, help="float fine-tuning epochs over the mix")
+    p.add_argument("--lr", type=float, default=ft.lr, help="fine-tuning learning rate (cosine decay)")
+    p.add_argument("--batch", type=int, default=ft.batch, help="batch size")
+    p.add_argument("--seed", type=int, default=ft.seed, help="random seed")
+    _add_qat(p, "runs/finetune")
+    _add_data(p)
+
     p = sub.add_parser("prune", help="magnitude pruning of a float model", formatter_class=FMT,
                        description="Polynomial-decay magnitude pruning to a target sparsity, "
                        "strip_pruning, per-layer sparsity and gzip size.")
@@ -158,6 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.verb == "finetune":
+        from dataclasses import fields
+
+        from host.finetune import run_finetune  # TensorFlow loads after the inputs are checked
+
+        opts = FinetuneOptions(**{f.name: getattr(args, f.name) for f in fields(FinetuneOptions)
+                                  if f.name != "test"}, test=tuple(args.test))
+        run_finetune(args.collections, opts, args.data, args.out)
+        return 0
     # Imported here so `host --help` and argument errors answer without loading TensorFlow.
     from host import pipeline
     from host.train import TrainConfig
