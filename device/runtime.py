@@ -8,9 +8,12 @@ testable on their own.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +114,31 @@ def _tensor_info(detail: dict) -> dict:
             "scale": float(scale), "zero_point": int(zp)}
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Hold back the runtime's "INFO: Created TensorFlow Lite XNNPACK delegate" line (printed
+    by C++ on file descriptor 2 at every build, so Python's logging cannot filter it); any
+    other line it prints (a warning, an error) is passed on."""
+    try:
+        fd = sys.stderr.fileno()
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):  # no real stderr (captured): nothing to hide
+        yield
+        return
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            for line in tmp.read().decode(errors="replace").splitlines():
+                if not line.startswith("INFO: Created TensorFlow Lite"):
+                    print(line, file=sys.stderr)
+
+
 class Model:
     """One loaded ``.tflite`` with its interpreter, built once.
 
@@ -193,8 +221,9 @@ class Model:
                 raise UsageError(f"{self.backend.name} cannot disable XNNPACK; drop --no-xnnpack")
             kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         try:
-            interp = mod.Interpreter(**kwargs)
-            interp.allocate_tensors()
+            with _quiet_stderr():
+                interp = mod.Interpreter(**kwargs)
+                interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UsageError(f"{self.path} could not be loaded by {self.backend.name}: {first}; "
@@ -236,6 +265,7 @@ class Model:
         }
 
     def timing(self) -> dict:
-        """``model_load_ms``: read + verify + build + checks; ``interpreter_init_ms``: the
+        """``model_load_ms``: everything ``Model()`` took (read, verify, importing the runtime
+        for the first model of the process, build, checks); ``interpreter_init_ms``: the
         interpreter's construction and tensor allocation alone."""
         return {"model_load_ms": self.load_ms, "interpreter_init_ms": self.interpreter_init_ms}

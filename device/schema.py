@@ -14,7 +14,8 @@ Format history (``SCHEMA_VERSION``):
       technique and benchmark summaries each built their own header; two timestamp formats.
   2 - one header for every kind (``created`` always ``YYYY-MM-DDTHH:MM:SSZ``, ``tool``);
       every field declared per kind.  run: ``status`` is one of STATUSES with ``stop_reason``;
-      counters in ``counts``; ``timing`` splits ``model_load_ms`` (read + verify + build) from
+      counters in ``counts``; ``timing`` splits ``model_load_ms`` (all of ``Model()``: read,
+      verify, runtime import, build) from
       ``interpreter_init_ms`` (build only) in run and bench alike (v1's ``init_ms`` meant the
       first in bench and the second in run); the model records ``verified`` ("manifest" or
       "unverified").  Benchmark summaries are kind ``benchmark`` with a ``name``.

@@ -105,13 +105,15 @@ def test_sigint_mid_run_leaves_complete_results(clip, tmp_path):
 def test_sigterm_too(clip, tmp_path):
     out = tmp_path / "r.json"
     proc = subprocess.Popen([sys.executable, "-m", "device.cli", "run", "--source", str(clip),
-                             "--loop", "--realtime", "--quiet", "--output", str(out)],
+                             "--loop", "--realtime", "--output", str(out)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
+    first = proc.stdout.readline()           # the loop's first live line: it is running
+    assert first.startswith("frame "), first + proc.stderr.read()
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
     assert proc.returncode == 0
-    assert (json.loads(out.read_text())["status"], json.loads(out.read_text())["stop_reason"]) == ("stopped", "SIGTERM")
+    res = json.loads(out.read_text())
+    assert (res["status"], res["stop_reason"]) == ("stopped", "SIGTERM") and res["frames"] >= 1
 
 
 def test_bad_source_and_flags(tmp_path, capsys):

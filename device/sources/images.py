@@ -7,8 +7,8 @@ Safety first, because a folder is whatever a user (or anyone with write access) 
 * an image's pixel count is read from its header before decoding: a 442 KB PNG can declare
   20000x20000 pixels and take 1.2 GB to decode (a Pi has 0.5-8 GB).  Larger than
   :data:`MAX_PIXELS`: a JPEG is decoded at 1/2, 1/4 or 1/8 scale by libjpeg (cheap); other
-  formats are refused with a message.  OpenCV's own ceiling (``OPENCV_IO_MAX_IMAGE_PIXELS``)
-  is lowered to the same figure for the formats whose header we do not parse.
+  formats are refused with a message.  OpenCV's own ceiling (``OPENCV_IO_MAX_IMAGE_PIXELS``,
+  set in ``device/__init__.py``) is the same figure for the formats whose header we do not parse.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from device import MAX_IMAGE_PIXELS
 from device.errors import UsageError
 from device.sources.base import Replay, opencv
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pnm"}
-MAX_PIXELS = 40_000_000      # a 12 MP camera photo is 12 M; 40 M decodes to 120 MB of BGR
-HEADER_BYTES = 256 * 1024    # JPEG's size marker can follow up to 64 KB of EXIF and more
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+MAX_PIXELS = MAX_IMAGE_PIXELS  # a 12 MP camera photo is 12 M; 40 M decodes to 120 MB of BGR
+HEADER_BYTES = 256 * 1024      # JPEG's size marker can follow up to 64 KB of EXIF and more
 
 
 class ImageRefused(Exception):

@@ -1,0 +1,230 @@
+"""Hostile and careless inputs to the device CLI (issue 10): each gets one line on stderr
+naming the fix and the right exit code, never a traceback, never a hang, and a results file
+that existed before is byte-identical afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import struct
+import zlib
+
+import pytest
+
+from tests.conftest import ROOT, SHIPPED
+
+PREVIOUS = b'{"previous": "run, must survive"}\n'
+
+
+def device(*args, cwd=ROOT, timeout=120, env=None):
+    return subprocess.run([sys.executable, "-m", "device.cli", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def one_line(r, code, needle):
+    assert r.returncode == code, (r.returncode, r.stdout[-500:], r.stderr[-2000:])
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("clip") / "clip.avi"
+    r = device("make-clip", path, "--digits", 12, "--hold", 1)
+    assert r.returncode == 0, r.stderr
+    return path
+
+
+@pytest.fixture
+def previous(tmp_path):
+    p = tmp_path / "previous.json"
+    p.write_bytes(PREVIOUS)
+    return p
+
+
+BAD_VALUES = [
+    (["run", "--budget-ms", "nan"], "--budget-ms must be a finite number"),
+    (["run", "--budget-ms", "inf"], "--budget-ms must be a finite number"),
+    (["run", "--budget-ms", "0"], "--budget-ms must be > 0"),
+    (["run", "--budget-ms", "-3"], "--budget-ms must be > 0"),
+    (["run", "--duration", "0"], "--duration must be > 0"),
+    (["run", "--duration", "abc"], "--duration takes a number"),
+    (["run", "--frames", "0"], "--frames must be >= 1"),
+    (["run", "--threads", "0"], "--threads must be >= 1"),
+    (["run", "--threads", "100000"], "--threads must be <="),
+    (["run", "--camera-index", "-1"], "--camera-index must be >= 0"),
+    (["bench", "--warmup", "-1"], "--warmup must be >= 0"),
+    (["bench", "--runs", "0"], "--runs must be >= 1"),
+    (["make-clip", "x.avi", "--digits", "1000"], "--digits must be <= 300"),
+    (["make-clip", "x.avi", "--digits", "0"], "--digits must be >= 1"),
+    (["make-clip", "x.avi", "--hold", "0"], "--hold must be >= 1"),
+    (["run", "--bogus"], "unrecognized arguments: --bogus"),
+]
+
+
+@pytest.mark.parametrize("args,needle", BAD_VALUES, ids=[" ".join(a) for a, _ in BAD_VALUES])
+def test_bad_values_are_refused_before_work(args, needle, previous, clip):
+    extra = ["--source", str(clip), "--output", str(previous)] if args[0] == "run" and "--bogus" not in args else []
+    r = device(*args, *extra)
+    one_line(r, 2, needle)
+    assert previous.read_bytes() == PREVIOUS
+
+
+def test_output_paths_checked_before_the_run(tmp_path, clip, previous):
+    (tmp_path / "adir").mkdir()
+    os.mkfifo(tmp_path / "fifo.json")
+    cases = [
+        (["--output", tmp_path / "adir"], "is a directory"),
+        (["--output", tmp_path / "missing" / "r.json"], "does not exist"),
+        (["--output", tmp_path / "fifo.json"], "is a FIFO"),
+        (["--output", previous, "--frames-out", tmp_path / "adir"], "--frames-out"),
+    ]
+    if os.geteuid() == 0:
+        cases.append((["--output", "/dev/full"], "is a character device"))
+    for flags, needle in cases:
+        one_line(device("run", "--source", clip, *flags, timeout=30), 2, needle)
+    assert os.path.exists("/dev/full") and not os.path.isfile("/dev/full")
+    assert previous.read_bytes() == PREVIOUS
+    one_line(device("bench", "--runs", 5, "--json", tmp_path / "adir"), 2, "is a directory")
+
+
+def test_output_through_a_symlink_writes_the_target(tmp_path, clip):
+    target = tmp_path / "real.json"
+    target.write_text("{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    r = device("run", "--source", clip, "--quiet", "--output", link)
+    assert r.returncode == 0, r.stderr
+    assert link.is_symlink() and json.loads(target.read_text())["frames"] > 0
+
+
+def test_unopenable_source_and_empty_run_leave_previous_results(tmp_path, previous):
+    one_line(device("run", "--source", tmp_path / "nope.avi", "--output", previous), 2, "no such file")
+    assert previous.read_bytes() == PREVIOUS
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    r = device("run", "--source", junk, "--output", previous, "--quiet")
+    one_line(r, 1, "no frame was processed; nothing was written to")
+    assert previous.read_bytes() == PREVIOUS
+
+
+def test_default_output_is_a_new_file_per_run(tmp_path, clip):
+    for _ in range(2):
+        assert device("run", "--source", clip, "--quiet", "--frames", 3, cwd=tmp_path).returncode == 0
+    files = sorted((tmp_path / "runs").glob("run-*.json"))
+    assert len(files) == 2 and all(json.loads(f.read_text())["frames"] == 3 for f in files)
+
+
+def _png_header_only(path, w, h):
+    """A tiny PNG file that declares w x h pixels (a decompression bomb's header)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    raw = zlib.compress(b"\x00" * (w // 8 + 1) * 16)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", raw) + chunk(b"IEND", b""))
+
+
+def test_fifos_globs_and_bombs_in_an_image_folder(tmp_path, photos_dir):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    shutil.copy(photos_dir / "Mogith-P-N-bf35649-3.png", folder / "scan[1].png")
+    os.mkfifo(folder / "trap.png")
+    _png_header_only(folder / "bomb.png", 20000, 20000)
+    # A FIFO never blocks, a name with [ ] is a file, and the bomb is refused from its header.
+    r = device("classify", folder / "scan[1].png", timeout=60)
+    assert r.returncode == 0 and "scan[1].png  3" in r.stdout, r.stdout + r.stderr
+    r = device("classify", folder, "--json", timeout=60)
+    assert r.returncode == 0, r.stderr
+    *rows, summary = [json.loads(l) for l in r.stdout.splitlines()]
+    assert [os.path.basename(x["file"]) for x in rows] == ["bomb.png", "scan[1].png"]
+    assert "above the 40 MP limit" in rows[0]["error"] and summary["failed"] == 1
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 400_000  # KiB: no 1.2 GB decode
+    r = device("run", "--source", folder, "--quiet", "--no-output", timeout=60)
+    assert r.returncode == 0 and "skipped files: 1" in r.stdout, r.stdout + r.stderr
+
+
+LABELS = [
+    ("file,label\nx.png,12\n", "label '12' is not a digit 0-9"),
+    ("file,label\nx.png\n", "row 2 lacks the file or label column"),
+    ("name,digit\nx.png,1\n", "needs a header row with columns file,label"),
+]
+
+
+@pytest.mark.parametrize("text,needle", LABELS)
+def test_bad_labels_files(tmp_path, photos_dir, text, needle):
+    p = tmp_path / "labels.csv"
+    p.write_text(text)
+    one_line(device("classify", photos_dir / "Mogith-P-N-bf35649-3.png", "--labels", p), 2, needle)
+
+
+def test_labels_encoding(tmp_path, photos_dir):
+    p = tmp_path / "labels.csv"
+    p.write_bytes(b"file,label\nMogith-P-N-bf35649-3.png,\xff\n")
+    one_line(device("classify", photos_dir / "Mogith-P-N-bf35649-3.png", "--labels", p), 2, "not UTF-8")
+    p.write_bytes(b"\xef\xbb\xbffile,label\r\nMogith-P-N-bf35649-3.png,3\r\n")   # Excel's BOM + CRLF
+    r = device("classify", photos_dir / "Mogith-P-N-bf35649-3.png", "--labels", p)
+    assert r.returncode == 0 and "accuracy 100.0% (1/1" in r.stdout, r.stdout + r.stderr
+
+
+def test_tampered_models(tmp_path, photos_dir):
+    """The shipped model never runs without its manifest; a user model without one runs and
+    says so, in the output and the results file."""
+    copy = tmp_path / "pkg"
+    shutil.copytree(ROOT / "device", copy / "device", ignore=shutil.ignore_patterns("__pycache__"))
+    model = copy / "device" / "models" / "model.tflite"
+    (copy / "device" / "models" / "model.json").unlink()
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    photo = photos_dir / "Mogith-P-N-bf35649-3.png"
+    for verb in (["classify", photo], ["bench", "--runs", 5]):
+        one_line(device(*verb, cwd=copy), 2, "manifest")
+    user = tmp_path / "mine.tflite"
+    shutil.copy(SHIPPED, user)
+    r = device("classify", photo, "--model", user, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout.splitlines()[-1])["verified"] == "unverified"
+    out = tmp_path / "r.json"
+    r = device("run", "--source", photos_dir, "--model", user, "--output", out, "--quiet", "--frames", 2)
+    assert r.returncode == 0 and "unverified" in r.stdout
+    assert json.loads(out.read_text())["model"]["verified"] == "unverified"
+
+
+def test_frames_out_on_a_full_disk_keeps_the_results(tmp_path, clip):
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("needs root to mount a tiny tmpfs")
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(small)]).returncode != 0:
+        pytest.skip("cannot mount tmpfs here")
+    try:
+        out = tmp_path / "r.json"
+        r = device("run", "--source", clip, "--loop", "--frames", 400, "--quiet", "--output", out,
+                   "--frames-out", small / "frames.jsonl")
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        assert "--frames-out" in r.stderr and "No space left" in r.stderr
+        res = json.loads(out.read_text())
+        assert res["frames"] == 400 and res["outputs"]["frames_out"]["error"]
+    finally:
+        subprocess.run(["umount", "-l", str(small)])
+
+
+def test_ctrl_c_during_start_up_is_quiet(clip):
+    """SIGINT at any moment of start-up: no traceback; 130 before the loop, 0 (results
+    written) once it runs."""
+    for delay in (0.3, 0.8, 1.5):
+        proc = subprocess.Popen([sys.executable, "-m", "device.cli", "run", "--source", str(clip), "--loop",
+                                 "--realtime", "--no-output"], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert "Traceback" not in err, err
+        assert proc.returncode in (0, 130, -signal.SIGINT), (proc.returncode, err)
