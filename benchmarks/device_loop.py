@@ -20,26 +20,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from device.fsio import atomic_write_json
-from device.synth import load_labels, make_clip
-from device.system import machine_info, machine_slug
+from benchmarks.harness import (ROOT, clip_accuracy, device, mnist_clip, photos_accuracy, read_result, replay,
+                                results_dir, write_summary)
+from device.system import machine_info
 
-ROOT = Path(__file__).resolve().parent.parent
-PHOTOS = ROOT.parent / "shared" / "data" / "digit-photos"
 TARGETS = {"pre_inf_p50_ms": 0.5, "pre_inf_p99_ms": 1.5, "peak_rss_mb": 80, "rss_growth_mb": 2,
            "photos_accuracy": 0.97, "clip_accuracy": 0.97}
-
-
-def device(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "device.cli", *args], cwd=ROOT, check=True,
-                          capture_output=True, text=True)
 
 
 def main(argv=None) -> int:
@@ -54,67 +46,42 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     model = ["--model", args.model] if args.model else []
     machine = machine_info()
-    out_dir = Path(args.results) / machine_slug(machine)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = results_dir(args.results, machine)
     suffix = "-quick" if args.quick else ""
+    clip = mnist_clip(work / f"clip{suffix}.avi", 40 if args.quick else 300, hold=3)
 
-    from host.data import load_mnist
-
-    mnist = load_mnist()
-    clip = work / f"clip{suffix}.avi"
-    n_digits = 40 if args.quick else 300
-    if not clip.is_file():
-        make_clip(mnist.x_test, mnist.y_test, clip, n_digits=n_digits, hold=3, seed=0)
-    labels = load_labels(clip)
-
-    def replay(name: str, *flags) -> dict:
-        run_json, frames_jsonl = out_dir / f"{name}{suffix}.json", work / f"{name}.jsonl"
-        device("run", "--source", str(clip), "--threads", "1", "--quiet", "--output", str(run_json),
-               "--frames-out", str(frames_jsonl), *flags, *model)
-        rows = [json.loads(l) for l in frames_jsonl.read_text().splitlines()]
-        digit_rows = [(r, lab) for r, lab in zip(rows, labels) if lab is not None]
-        blank_rows = [r for r, lab in zip(rows, labels) if lab is None]
+    def run(name: str, *flags) -> dict:
+        res, rows = replay(clip, out_dir / f"{name}{suffix}.json", work / f"{name}.jsonl", *flags, model=args.model)
         pre_inf = np.array([r["preprocess_ms"] + (r["inference_ms"] or 0) for r in rows])
-        res = json.loads(run_json.read_text())
         return {
-            "result": res, "decode": res["source"]["decode"], "digit_frames": len(digit_rows),
-            "blank_frames": len(blank_rows),
-            "accuracy_per_frame": float(np.mean([r["prediction"] == lab for r, lab in digit_rows])),
-            "blank_as_no_digit": float(np.mean([r["prediction"] is None for r in blank_rows])) if blank_rows else None,
+            "result": res, "decode": res["source"]["decode"], **clip_accuracy(rows, clip),
             "stages_ms": {k: {q: v[q] for q in ("p50", "p90", "p99", "max")}
                           for k, v in res["stages"].items() if v.get("count")},
-            "preprocess_plus_inference_ms": {q: float(np.percentile(pre_inf, int(q[1:]))) for q in ("p50", "p90", "p99")}
-            | {"max": float(pre_inf.max())},
+            "preprocess_plus_inference_ms": {q: float(np.percentile(pre_inf, int(q[1:])))
+                                             for q in ("p50", "p90", "p99")} | {"max": float(pre_inf.max())},
             "peak_rss_mb": res["memory"]["peak_rss_kb"] / 1024,
         }
 
-    main_run = replay("run-clip")
-    full = replay("run-clip-full-decode", "--full-decode")
+    main_run = run("run-clip")
+    full = run("run-clip-full-decode", "--full-decode")
     clip_acc, blank_ok = main_run["accuracy_per_frame"], main_run["blank_as_no_digit"]
 
     soak = args.soak_frames if not args.quick else 3000
     soak_json = out_dir / f"run-soak{suffix}.json"
     t0 = time.monotonic()
-    device("run", "--source", str(clip), "--loop", "--frames", str(soak), "--threads", "1", "--quiet",
-           "--output", str(soak_json), *model)
+    device("run", "--source", clip, "--loop", "--frames", soak, "--threads", 1, "--quiet",
+           "--output", soak_json, *model, capture=True)
     soak_s = time.monotonic() - t0
-    soak_res = json.loads(soak_json.read_text())
+    soak_res = read_result(soak_json)
 
-    photos = None
-    if (PHOTOS / "labels.csv").is_file():
-        r = device("classify", str(PHOTOS), "--labels", str(PHOTOS / "labels.csv"), "--json", *model)
-        photos = json.loads(r.stdout.strip().splitlines()[-1])
-        wrong = [json.loads(l) for l in r.stdout.splitlines()]
-        photos["wrong"] = [{"file": Path(w["file"]).name, "label": w.get("label"), "prediction": w["prediction"],
-                            "confidence": w["confidence"]} for w in wrong if w.get("label") != w["prediction"]]
-
+    photos = photos_accuracy(args.model)
     run_res = main_run.pop("result")
     full.pop("result")
+    frames = main_run.pop("frames")
+    full.pop("frames")
     result = {
-        "schema_version": 1, "kind": "device_loop", "quick": args.quick,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine,
         "model": run_res["model"],
-        "clip": {"file": clip.name, "frames": len(labels), "digit_frames": main_run["digit_frames"],
+        "clip": {"file": clip.name, "frames": frames, "digit_frames": main_run["digit_frames"],
                  "blank_frames": main_run["blank_frames"], "size": [640, 480], "seed": 0,
                  "accuracy_per_frame": clip_acc, "blank_as_no_digit": blank_ok},
         "decode": main_run["decode"],
@@ -128,7 +95,6 @@ def main(argv=None) -> int:
                  "rss_after_warmup_mb": (soak_res["memory"]["rss_after_warmup_kb"] or 0) / 1024,
                  "total_p99_ms": soak_res["stages"]["total"]["p99"]},
         "photos": photos,
-        "targets": TARGETS,
     }
     p = result["preprocess_plus_inference_ms"]
     result["pass"] = {
@@ -139,7 +105,12 @@ def main(argv=None) -> int:
         "photos_accuracy": bool(photos and photos["accuracy"] >= TARGETS["photos_accuracy"]),
         "clip_accuracy": clip_acc >= TARGETS["clip_accuracy"],
     }
-    atomic_write_json(out_dir / f"device_loop{suffix}.json", result)
+    write_summary(out_dir / f"device_loop{suffix}.json", "device_loop", quick=args.quick, targets=TARGETS,
+                  measured={"pre_inf_p50_ms": p["p50"], "pre_inf_p99_ms": p["p99"],
+                            "peak_rss_mb": result["soak"]["peak_rss_mb"],
+                            "rss_growth_mb": result["soak"]["rss_growth_mb"],
+                            "photos_accuracy": photos and photos["accuracy"], "clip_accuracy": clip_acc},
+                  details=result, machine=machine)
     print(json.dumps({"clip_accuracy": clip_acc, "blank_ok": blank_ok, "pre_inf_ms": p,
                       "full_decode_pre_inf_ms": full["preprocess_plus_inference_ms"],
                       "soak": result["soak"], "photos": photos and photos["accuracy"],

@@ -30,30 +30,23 @@ import argparse
 import json
 import random
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.harness import (ROOT, clip_accuracy, device, host, photos_accuracy, read_result, replay,
+                                results_dir)
+from device import schema
 from device.bench import ratio_spread
-from device.fsio import atomic_write_json
-from device.system import machine_info, machine_slug
-
-ROOT = Path(__file__).resolve().parent.parent
-PHOTOS = ROOT.parent / "shared" / "data" / "digit-photos"
+from device.system import machine_info
 FULL_VARIANTS = ["seed-float32", "seed-float16", "seed-dynamic", "seed-int8",
                  "edge-float32", "edge-float16", "edge-dynamic", "edge-int8", "edge-pruned-int8", "shipped-int8"]
 QUICK_VARIANTS = ["seed-int8", "edge-int8", "shipped-int8"]   # one variant pair + what ships
 THREADS = (1, 2, 4)
 REFERENCE = "seed-int8"       # latency ratios are against the seed CNN's INT8 model
 SHIPPED = "shipped-int8"      # device/models/model.tflite, measured like the rest
-
-
-def _run(module: str, *args, capture: bool = False) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, check=True,
-                          capture_output=capture, text=True)
 
 
 def build_models(work: Path, variants: list[str], quick: bool, reuse: bool) -> dict[str, Path]:
@@ -77,7 +70,7 @@ def build_models(work: Path, variants: list[str], quick: bool, reuse: bool) -> d
         if not done(d):
             shutil.rmtree(d, ignore_errors=True)
             print(f"== suite: building {arch} (train-qat)", flush=True)
-            _run("host.cli", "train-qat", "--out", d, *train[arch])
+            host("train-qat", "--out", d, *train[arch])
         dirs[f"{arch}-int8"] = d
         for mode in ("float32", "float16", "dynamic"):
             name = f"{arch}-{mode}"
@@ -87,14 +80,14 @@ def build_models(work: Path, variants: list[str], quick: bool, reuse: bool) -> d
             if not done(vd):
                 shutil.rmtree(vd, ignore_errors=True)
                 print(f"== suite: converting {name}", flush=True)
-                _run("host.cli", "convert", d / "float.h5", "--mode", mode, "--out", vd)
+                host("convert", d / "float.h5", "--mode", mode, "--out", vd)
             dirs[name] = vd
     if "edge-pruned-int8" in variants:
         vd = work / "edge-pruned-int8"
         if not done(vd):
             shutil.rmtree(vd, ignore_errors=True)
             print("== suite: pruning edge to 50 % + prune-preserving QAT", flush=True)
-            _run("host.cli", "train-qat", "--from", work / "edge-int8" / "float.h5", "--sparsity", "0.5",
+            host("train-qat", "--from", work / "edge-int8" / "float.h5", "--sparsity", "0.5",
                  "--out", vd, *(["--limit", "2000", "--prune-epochs", "1"] if quick else []))
         dirs["edge-pruned-int8"] = vd
     if "shipped-int8" in variants:
@@ -109,34 +102,20 @@ def build_models(work: Path, variants: list[str], quick: bool, reuse: bool) -> d
 
 def evaluate_now(model: Path) -> dict:
     """Accuracy and confusion matrix on all 10,000 test images, through the device runtime."""
-    return json.loads(_run("host.cli", "evaluate", model, "--json", capture=True).stdout)
-
-
-def photos_accuracy(model: Path) -> dict | None:
-    if not (PHOTOS / "labels.csv").is_file():
-        return None
-    r = _run("device.cli", "classify", PHOTOS, "--labels", PHOTOS / "labels.csv", "--json",
-             "--model", model, capture=True)
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return json.loads(host("evaluate", model, "--json", capture=True).stdout)
 
 
 def make_suite_clip(path: Path, n_digits: int) -> Path:
     """The fixed replay clip: the MNIST test digits shipped in device/data, seed 0."""
     if not path.is_file():
-        _run("device.cli", "make-clip", path, "--digits", n_digits, "--hold", 2, "--seed", 0, capture=True)
+        device("make-clip", path, "--digits", n_digits, "--hold", 2, "--seed", 0, capture=True)
     return path
 
 
 def clip_run(model: Path, clip: Path, out: Path, frames_out: Path) -> dict:
-    from device.synth import load_labels
-
-    _run("device.cli", "run", "--source", clip, "--model", model, "--threads", 1, "--quiet",
-         "--output", out, "--frames-out", frames_out, capture=True)
-    res = json.loads(out.read_text())
-    labels = load_labels(clip)
-    rows = [json.loads(l) for l in frames_out.read_text().splitlines()]
-    digits = [r["prediction"] == lab for r, lab in zip(rows, labels) if lab is not None]
-    return {"file": out.name, "frames": res["frames"], "accuracy_per_frame": float(np.mean(digits)),
+    res, rows = replay(clip, out, frames_out, model=model)
+    return {"file": out.name, "frames": res["frames"],
+            "accuracy_per_frame": clip_accuracy(rows, clip)["accuracy_per_frame"],
             "stages_ms": {k: {q: v[q] for q in ("p50", "p99")} for k, v in res["stages"].items()
                           if v.get("count")},
             "within_budget": res["within_budget"], "budget_ms": res["budget_ms"],
@@ -157,13 +136,13 @@ def bench_grid(models: dict[str, Path], out_dir: Path, repeats: int, runs: int, 
             key = f"{v}|t{t}|{'xnn' if x else 'noxnn'}"
             path = out_dir / f"bench-{v}-t{t}-{'xnnpack' if x else 'no-xnnpack'}.json"
             target = path if rep == 0 else out_dir / ".bench-tmp.json"
-            _run("device.cli", "bench", models[v], "--threads", t, *([] if x else ["--no-xnnpack"]),
+            device("bench", models[v], "--threads", t, *([] if x else ["--no-xnnpack"]),
                  "--runs", runs, "--json", target, capture=True)
-            res = json.loads(target.read_text())
+            res = read_result(target)
             p50.setdefault(key, []).append(res["stages"]["inference"]["p50"])
             if rep == 0:
-                kept[key] = {"file": path.name, "init_ms": res["init_ms"],
-                             "first_inference_ms": res["first_inference_ms"],
+                kept[key] = {"file": path.name, "init_ms": res["timing"].get("model_load_ms"),
+                             "first_inference_ms": res["timing"].get("first_inference_ms"),
                              "init_footprint_mb": res["memory"]["init_footprint_kb"] / 1024,
                              "peak_rss_mb": res["memory"]["peak_rss_kb"] / 1024,
                              "p99_ms": res["stages"]["inference"]["p99"]}
@@ -210,10 +189,9 @@ def main(argv=None) -> int:
     work = Path(args.work) / ("quick" if quick else "full")
     work.mkdir(parents=True, exist_ok=True)
     machine = machine_info()
-    out_dir = Path(args.results) / machine_slug(machine)
     suffix = "-quick" if quick else ""
-    files_dir = out_dir / f"suite{suffix}"
-    files_dir.mkdir(parents=True, exist_ok=True)
+    files_dir = results_dir(args.results, machine, f"suite{suffix}")
+    out_dir = files_dir.parent
 
     models = build_models(work, variants, quick, args.reuse)
     manifests = {v: json.loads((d / "model.json").read_text()) for v, d in models.items()}
@@ -242,21 +220,15 @@ def main(argv=None) -> int:
         summary[v]["bench"] = bench[v]
         summary[v]["speedup_vs_" + REFERENCE.replace("-", "_")] = speedups.get(v, {})
     shipped = json.loads((ROOT / "device" / "models" / "model.json").read_text())
-    result = {
-        "schema_version": 1, "kind": "suite", "quick": quick,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine,
-        "variants": summary, "reference": REFERENCE, "shipped_variant": SHIPPED,
-        "shipped_sha256": shipped["sha256"],
-        # Training is deterministic on one machine; another CPU's float kernels can differ.
-        "edge_int8_reproduces_shipped": summary.get("edge-int8", {}).get("sha256") == shipped["sha256"],
-        "threads": list(THREADS), "repeats": repeats, "runs_per_bench": runs,
-        "clip": {"file": clip.name, "digits": 20 if quick else 100, "hold": 2, "seed": 0,
-                 "size": [640, 480]},
-        "files_dir": files_dir.name,
-        "wall_seconds": round(time.monotonic() - t_start, 1),
-    }
     suite_json = out_dir / f"suite{suffix}.json"
-    atomic_write_json(suite_json, result)
+    schema.SuiteResult(
+        machine=machine, quick=quick, variants=summary, reference=REFERENCE, shipped_variant=SHIPPED,
+        shipped_sha256=shipped["sha256"],
+        # Training is deterministic on one machine; another CPU's float kernels can differ.
+        edge_int8_reproduces_shipped=summary.get("edge-int8", {}).get("sha256") == shipped["sha256"],
+        threads=list(THREADS), repeats=repeats, runs_per_bench=runs,
+        clip={"file": clip.name, "digits": 20 if quick else 100, "hold": 2, "seed": 0, "size": [640, 480]},
+        files_dir=files_dir.name, wall_seconds=round(time.monotonic() - t_start, 1)).write(suite_json)
     print(f"results: {suite_json}")
     if args.report:
         rep = Path(args.report)
@@ -264,7 +236,7 @@ def main(argv=None) -> int:
         # The advanced techniques' results (benchmarks.techniques), when they exist, join the report.
         run_files += [] if quick else sorted((out_dir / "techniques").glob("*.json"))
         md = [] if quick else ["--markdown", rep / "REPORT.md"]
-        _run("host.cli", "report", suite_json, *run_files, "--out", rep / f"report{suffix}.html", *md)
+        host("report", suite_json, *run_files, "--out", rep / f"report{suffix}.html", *md)
         print(f"report: {rep / f'report{suffix}.html'}")
     for v, s in summary.items():
         b = s["bench"]["t1-xnn"]

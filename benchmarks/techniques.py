@@ -15,26 +15,19 @@ On the machine it runs on, with the `host` CLI (each a separate process):
   5. `host explain` on the real photo dev set and the first MNIST test errors.
 
 Writes benchmarks/results/<machine>/techniques/*.json and explain-*.png; `host report` renders
-the JSON files as lines of the benchmark report.
+the JSON files as lines of the benchmark report.  The work folders are this script's own, so
+its host commands pass --force (a folder left by an older version holds no run record).
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from device.system import machine_info, machine_slug
-
-ROOT = Path(__file__).resolve().parent.parent
-PHOTOS = ROOT.parent / "shared" / "data" / "digit-photos"
-
-
-def host(*args) -> None:
-    subprocess.run([sys.executable, "-m", "host.cli", *map(str, args)], cwd=ROOT, check=True)
+from benchmarks.harness import PHOTOS, ROOT, host, results_dir
 
 
 def main(argv=None) -> int:
@@ -48,23 +41,22 @@ def main(argv=None) -> int:
     t0 = time.monotonic()
     work = Path(args.work) / ("quick" if args.quick else "full")
     work.mkdir(parents=True, exist_ok=True)
-    out = Path(args.results) / machine_slug(machine_info()) / ("techniques-quick" if args.quick else "techniques")
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(args.results, sub="techniques-quick" if args.quick else "techniques")
     tiny = ["--limit", "3000", "--epochs", "1"] if args.quick else []
 
     edge_float = Path(args.edge_float)
     if args.quick or not edge_float.is_file():
-        host("train", *tiny, "--out", work / "edge")
+        host("train", *tiny, "--out", work / "edge", "--force")
         edge_float = work / "edge" / "float.h5"
 
     teacher = work / "teacher" / "float.h5"
     if not teacher.is_file():
-        host("train", "--arch", "wide", *(tiny or ["--epochs", "9"]), "--out", work / "teacher")
+        host("train", "--arch", "wide", *(tiny or ["--epochs", "9"]), "--out", work / "teacher", "--force")
     runs = [("distill-all", tiny)] + ([] if args.quick else [
         ("distill-6000", ["--limit", "6000"]),
         ("distill-all-t2a05", ["--temperature", "2", "--alpha", "0.5"])])
     for name, extra in runs:
-        host("distill", "--teacher", teacher, *extra, "--out", work / name)
+        host("distill", "--teacher", teacher, *extra, "--out", work / name, "--force")
         shutil.copy2(work / name / "distill.json", out / f"{name}.json")
 
     # keep 50 % (widths 8-12-16-24-32) with a short and the default fine-tuning, and keep 75 %
@@ -73,10 +65,10 @@ def main(argv=None) -> int:
                                                         ("keep75-3ep", 0.75, 3)]
     for name, keep, epochs in cuts:
         host("prune-channels", edge_float, "--keep", keep, "--epochs", epochs, *(tiny[:2] if tiny else []),
-             "--repeats", 3 if args.quick else 15, "--out", work / f"channels-{name}")
+             "--repeats", 3 if args.quick else 15, "--out", work / f"channels-{name}", "--force")
         shutil.copy2(work / f"channels-{name}" / "prune_channels.json", out / f"prune_channels-{name}.json")
 
-    host("export-onnx", edge_float, "--out", work / "onnx")
+    host("export-onnx", edge_float, "--out", work / "onnx", "--force")
     shutil.copy2(work / "onnx" / "onnx.json", out / "export_onnx.json")
 
     if (PHOTOS / "labels.csv").is_file():

@@ -15,25 +15,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from device.fsio import atomic_write_json
+from benchmarks.harness import ROOT, host, results_dir, write_summary
 from device.bench import interleaved_p50
-from device.system import machine_info, machine_slug
-
-ROOT = Path(__file__).resolve().parent.parent
+from device.system import machine_info
 TARGETS = {"accuracy": 0.995, "bytes": 64 * 1024, "speedup_vs_seed": 3.0, "wall_seconds": 15 * 60}
 
 
 def train(out: Path, args: list[str]) -> tuple[dict, float]:
     t0 = time.monotonic()
-    subprocess.run([sys.executable, "-m", "host.cli", "train-qat", "--out", str(out), *args],
-                   cwd=ROOT, check=True)
+    host("train-qat", "--out", out, "--force", *args)  # --force: the folder is this benchmark's own
     wall = time.monotonic() - t0
     return json.loads((out / "model.json").read_text()), wall
 
@@ -64,8 +60,6 @@ def main(argv=None) -> int:
     speedup = float(np.median(ratios))
     machine = machine_info()
     result = {
-        "schema_version": 1, "kind": "train_qat", "quick": args.quick,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine,
         "edge": {"accuracy": edge["accuracy"], "bytes": edge["bytes"], "gzip_bytes": edge.get("gzip_bytes"),
                  "params": edge["params"], "macs": edge["macs"], "sha256": edge["sha256"],
                  "wall_seconds": edge_wall, "pipeline_seconds": edge.get("wall_seconds"),
@@ -75,7 +69,6 @@ def main(argv=None) -> int:
         "latency_ms_single_thread": {"edge_median_per_repeat": lat["edge"], "seed_median_per_repeat": lat["seed"],
                                      "speedup_per_repeat": ratios,
                                      "speedup": {"min": min(ratios), "median": speedup, "max": max(ratios)}},
-        "targets": TARGETS,
     }
     result["pass"] = {
         "accuracy": edge["accuracy"]["tflite"] >= TARGETS["accuracy"],
@@ -83,10 +76,12 @@ def main(argv=None) -> int:
         "speedup_vs_seed": speedup >= TARGETS["speedup_vs_seed"],
         "wall_seconds": edge_wall is not None and edge_wall <= TARGETS["wall_seconds"],
     }
-    out_dir = Path(args.results) / machine_slug(machine)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = results_dir(args.results, machine)
     name = "train_qat-quick.json" if args.quick else "train_qat.json"
-    atomic_write_json(out_dir / name, result)
+    write_summary(out_dir / name, "train_qat", quick=args.quick, targets=TARGETS,
+                  measured={"accuracy": edge["accuracy"]["tflite"], "bytes": edge["bytes"],
+                            "speedup_vs_seed": speedup, "wall_seconds": edge_wall},
+                  details=result, machine=machine)
     print(json.dumps({"accuracy": edge["accuracy"]["tflite"], "bytes": edge["bytes"],
                       "speedup": result["latency_ms_single_thread"]["speedup"], "wall_s": edge_wall,
                       "pass": result["pass"]}, indent=2))

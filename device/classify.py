@@ -29,8 +29,9 @@ def expand(specs: list[str]) -> list[str]:
     return out
 
 
-def classify_files(step: Step, specs: list[str], labels_csv: str | None, as_json: bool, out=sys.stdout,
-                   err=sys.stderr) -> int:
+def classify_files(step: Step, specs: list[str], labels_csv: str | None, as_json: bool, out=None,
+                   err=None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
     files = expand(specs)
     labels = read_labels(labels_csv) if labels_csv else None
     correct = scored = failed = 0

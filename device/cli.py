@@ -35,6 +35,9 @@ def build_parser() -> Parser:
                      help="a V4L2 / USB camera (OpenCV)")
     src.add_argument("--source", metavar="FILE|DIR|GLOB",
                      help="/dev/videoN, a video file, or a folder / glob of images")
+    p.add_argument("--fps", type=positive(float, "--fps"), default=30.0,
+                   help="--camera: the frame rate to fix on the Pi camera (the rate it delivers is "
+                        "recorded)")
     p.add_argument("--realtime", action="store_true", help="pace a replay at its frame rate")
     p.add_argument("--full-decode", action="store_true",
                    help="decode an MJPG replay to full-size colour frames (default: straight to "
@@ -76,6 +79,13 @@ def build_parser() -> Parser:
     p.add_argument("--labels", metavar="CSV", help="labels.csv with columns file,label")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per image, then one summary object (all on stdout)")
+
+    p = sub.add_parser("golden", help="check the model's predictions on the golden set",
+                       formatter_class=Help, description="Run the shipped golden inputs (MNIST test "
+                       "digits and preprocessed photos) and compare with the predictions recorded "
+                       "on the host; exit 1 if any differs.")
+    _add_model(p)
+    p.add_argument("--json", action="store_true", help="one JSON object (with the differing indices)")
 
     sub.add_parser("info", help="board, CPU, runtimes, cameras", formatter_class=Help,
                    description="What this machine is and what the device side can use on it.")
@@ -128,7 +138,7 @@ def cmd_run(args) -> int:
 
     output, replaces = _outputs(args)
     source = open_source(SourceSpec(args.camera, args.camera_index, args.source, args.realtime,
-                                    args.loop, fast_decode=not args.full_decode))
+                                    args.loop, fast_decode=not args.full_decode, fps=args.fps))
     model = _model(args)
     step = Step(model)
     opts = RecordOptions(budget_ms=args.budget_ms, output=output, frames_out=args.frames_out,
@@ -146,6 +156,9 @@ def cmd_run(args) -> int:
             raise
         finally:
             recorder.close()
+        # Written before the source is released: a camera whose stop hangs cannot lose it.
+        if output and result.status != "no_frames":
+            result.write(output)
     for line in summary_lines(result):
         print(line)
     if result.status == "no_frames":
@@ -154,7 +167,6 @@ def cmd_run(args) -> int:
         print(f"device: no frame was processed{where}", file=sys.stderr)
         return 1
     if output:
-        result.write(output)
         print(f"results: {output}" + (" (replaced the previous file)" if replaces else ""))
     if result.status == "source_error":
         print(f"device: error: {result.error}", file=sys.stderr)
@@ -210,6 +222,12 @@ def cmd_classify(args) -> int:
     return classify_files(Step(_model(args)), args.images, args.labels, args.json)
 
 
+def cmd_golden(args) -> int:
+    from device.golden import report
+
+    return report(_model(args), args.json)
+
+
 def cmd_info(args) -> int:
     from device.info import info_lines
 
@@ -231,8 +249,8 @@ def cmd_make_clip(args) -> int:
     return 0
 
 
-VERBS = {"run": cmd_run, "bench": cmd_bench, "classify": cmd_classify, "info": cmd_info,
-         "make-clip": cmd_make_clip}
+VERBS = {"run": cmd_run, "bench": cmd_bench, "classify": cmd_classify, "golden": cmd_golden,
+         "info": cmd_info, "make-clip": cmd_make_clip}
 
 
 def main(argv=None) -> int:

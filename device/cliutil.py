@@ -47,14 +47,15 @@ def _number(kind, text: str, flag: str):
     return v
 
 
-def number(kind=float, lo=None, hi=None, lo_open=False, flag: str = "value") -> Callable:
-    """An argparse ``type`` for ints or finite floats within [lo, hi] (``lo_open``: > lo)."""
+def number(kind=float, lo=None, hi=None, lo_open=False, flag: str = "value", hi_open=False) -> Callable:
+    """An argparse ``type`` for ints or finite floats within [lo, hi] (``lo_open``: > lo,
+    ``hi_open``: < hi, e.g. a fraction that cannot be 1)."""
     def parse(text: str):
         v = _number(kind, text, flag)
         if lo is not None and (v <= lo if lo_open else v < lo):
             raise argparse.ArgumentTypeError(f"{flag} must be {'>' if lo_open else '>='} {lo:g} (got {text})")
-        if hi is not None and v > hi:
-            raise argparse.ArgumentTypeError(f"{flag} must be <= {hi:g} (got {text})")
+        if hi is not None and (v >= hi if hi_open else v > hi):
+            raise argparse.ArgumentTypeError(f"{flag} must be {'<' if hi_open else '<='} {hi:g} (got {text})")
         return v
     parse.__name__ = flag  # argparse names the type in its messages
     return parse
@@ -75,7 +76,10 @@ def run_main(prog: str, build_parser: Callable[[], argparse.ArgumentParser],
     """Parse, dispatch to ``verbs[args.verb](args)``, and turn the user's errors into exit codes
     with one line on stderr.  Any other exception is a bug and keeps its traceback."""
     try:
-        args = build_parser().parse_args(argv)
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:   # --help (0) or a usage error (2, already printed)
+            return exc.code if isinstance(exc.code, int) else 0
         return verbs[args.verb](args)
     except UsageError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

@@ -15,6 +15,18 @@ def cameras() -> dict:
             "opencv_installed": importlib.util.find_spec("cv2") is not None}
 
 
+def runtime_choice() -> str:
+    """What deploy would install here, and why (device.platforms decides for both)."""
+    from device.platforms import Unsupported, this_machine
+
+    try:
+        c = this_machine()
+    except Unsupported as exc:
+        return f"none: {exc}"
+    apt = f"; apt: {' '.join(c.system_packages)}" if c.system_packages else ""
+    return f"{c.runtime} (pip: {' '.join(c.requirements)}{apt}): {c.reason}"
+
+
 def info_lines() -> list[str]:
     m = machine_info()
     lines = [f"board:        {m['board'] or '(not a Raspberry Pi / no device tree)'}",
@@ -29,6 +41,7 @@ def info_lines() -> list[str]:
     for b in available_backends():
         state = f"{b['version']}" if b["installed"] else "not installed"
         lines.append(f"runtime:      {b['name']:<16}{state}")
+    lines.append(f"runtime choice: {runtime_choice()}")
     cams = cameras()
     lines.append(f"cameras:      picamera2 {'yes' if cams['picamera2_installed'] else 'no'}; "
                  f"V4L2 {', '.join(cams['v4l2']) or 'none'}; OpenCV "

@@ -7,6 +7,8 @@ Format history (``MANIFEST_VERSION``):
   1 - first version: sha256, bytes, arch, params, macs, sparsity, input/output tensors,
       input_contract, accuracy (tflite + keras), per-class accuracy, confusion matrix,
       training config, library versions, created.
+      Later, still version 1 (optional fields, absent in older manifests): ``golden``, the
+      model's expected predictions on ``device/data/golden.npz`` (see ``device/golden.py``).
 """
 
 from __future__ import annotations

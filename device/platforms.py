@@ -5,11 +5,21 @@ target's system ``python3`` before any venv exists, and ``device info`` uses it 
 runtime was chosen.  Inputs are plain text read on the target (``uname -m``, ``/proc/cpuinfo``)
 so the logic is testable with recorded texts of real boards (``tests/data/cpuinfo/``).
 
-Rules (each with its reason; see ``benchmarks/arm/`` for the evidence):
+Rules, each with its evidence (``benchmarks/results/arm-emulated/NOTES.md``: every candidate
+under QEMU's cortex-a53, cortex-a72, cortex-a76 and cortex-a7 models, golden set compared):
+  * aarch64 with a 64-bit userland: ai-edge-litert 2.3.0.  It loads and gives predictions
+    identical to x86 on the golden set on all three Pi cores (A53 and A72: ARMv8.0, no LSE
+    atomics, no dot product; A76: both); its kernels are picked at run time from the CPU's
+    features.  Exception: a /proc/cpuinfo without ARM processor entries (qemu-user 7.2 shows
+    the x86 host's) makes the cpuinfo library inside LiteRT 2.x write past an array in
+    ``cpuinfo_arm_linux_init`` (SIGSEGV while building the interpreter); 1.4.0's copy copes,
+    so such a target gets 1.4.0.
+  * 32-bit userland (armv7l, or aarch64 kernel with 32-bit Pi OS on it, the default on a Pi 4
+    and 5): tflite-runtime 2.14.0, the last release with armv7l wheels (Python <= 3.11, needs
+    NEON).  numpy and OpenCV come from apt: PyPI has no armv7l wheels of either, and piwheels
+    (Pi OS's extra index) has none of opencv-python-headless for Python 3.11.
+  * armv6l (Pi 1, Zero, Zero W): refused, no runtime publishes ARMv6 wheels.
   * x86_64: ai-edge-litert, newest.
-  * aarch64: ai-edge-litert pinned to a version shown to run on the CPU's core (emulated).
-  * armv7l / armv6l (32-bit Pi OS): tflite-runtime 2.14.0, the last with armv7l wheels; it needs
-    Python <= 3.11 and numpy < 2.
   * where apt's python3-picamera2 is present (or installable), numpy stays < 2: apt's camera
     stack (simplejpeg, ...) is built against the OS's numpy 1.x.
 """
@@ -83,12 +93,33 @@ class Choice:
     runtime: str                 # "ai-edge-litert" | "tflite-runtime"
     requirements: list = field(default_factory=list)   # pip requirement strings
     reason: str = ""
+    system_packages: list = field(default_factory=list)  # apt packages the venv relies on
 
 
 PY_VERSION = re.compile(r"^3\.(\d{1,2})$")
+LITERT_ARM = "2.3.0"          # shown on A53, A72, A76 (emulated), golden-identical to x86
+LITERT_NO_ARM_CPUINFO = "1.4.0"
+TFLITE_ARMV7 = "2.14.0"
+# Features a 32-bit process sees in /proc/cpuinfo (ARM hwcap names); an AArch64 one sees
+# "fp asimd ...".  On a 64-bit kernel a 32-bit process gets the compat view, so the text
+# alone tells a 32-bit userland from a 64-bit one.
+ARM32_FEATURES = {"half", "thumb", "fastmult", "vfp", "edsp", "vfpv3", "vfpv4", "tls"}
 
 
-def choose_runtime(machine: str, python: str, cpuinfo_text: str = "", picamera2: bool = False) -> Choice:
+def userland_bits(machine: str, cpu: CpuInfo, pointer_bits=None) -> int:
+    """64 or 32: what the target's Python and wheels are.  ``uname -m`` says aarch64 for 32-bit
+    Pi OS on a Pi 4 or 5 (their default kernel is 64-bit), so it cannot decide alone."""
+    if pointer_bits in (32, 64):
+        return pointer_bits
+    if machine in ("armv7l", "armv6l", "armv8l"):
+        return 32
+    if machine in ("aarch64", "arm64") and cpu.features & ARM32_FEATURES:
+        return 32
+    return 64
+
+
+def choose_runtime(machine: str, python: str, cpuinfo_text: str = "", picamera2: bool = False,
+                   pointer_bits=None) -> Choice:
     """The runtime and pip requirements for a target.
 
     Args:
@@ -96,6 +127,7 @@ def choose_runtime(machine: str, python: str, cpuinfo_text: str = "", picamera2:
         python: the target's ``python3`` version as ``3.N``.
         cpuinfo_text: the target's ``/proc/cpuinfo``.
         picamera2: apt's python3-picamera2 is installed or installable there.
+        pointer_bits: 32 or 64 if known (``python3 -c 'import struct; print(struct.calcsize("P") * 8)'``).
 
     Raises:
         Unsupported: with a one-line reason naming what would be needed.
@@ -111,19 +143,52 @@ def choose_runtime(machine: str, python: str, cpuinfo_text: str = "", picamera2:
     numpy = "numpy<2" if picamera2 else "numpy"
     opencv = "opencv-python-headless<4.11" if picamera2 else "opencv-python-headless"
     cam = "; numpy<2 beside apt's picamera2" if picamera2 else ""
-    if machine in ("aarch64", "arm64"):
+    if machine in ("aarch64", "arm64") and userland_bits(machine, cpu, pointer_bits) == 64:
         if minor < 10:
             raise Unsupported(f"ai-edge-litert needs Python >= 3.10 on {machine} (target has {python})")
-        return Choice("ai-edge-litert", [numpy, "ai-edge-litert==1.4.0", opencv],
-                      f"{machine} ({cores}): ai-edge-litert 1.4.0 (2.3.0 crashed under emulation){cam}")
+        if cpu.implementer is None:
+            return Choice("ai-edge-litert", [numpy, f"ai-edge-litert=={LITERT_NO_ARM_CPUINFO}", opencv],
+                          f"{machine}, but /proc/cpuinfo has no ARM processor entries (emulation?): "
+                          f"ai-edge-litert {LITERT_NO_ARM_CPUINFO}, as 2.x crashes reading such a "
+                          f"cpuinfo{cam}")
+        have = [f for f in ("atomics", "asimddp") if f in cpu.features]
+        feats = "+".join(have) if have else "ARMv8.0 (no LSE atomics, no dot product)"
+        return Choice("ai-edge-litert", [numpy, f"ai-edge-litert=={LITERT_ARM}", opencv],
+                      f"{machine} ({cores}, {feats}): ai-edge-litert {LITERT_ARM}, golden-identical "
+                      f"on emulated A53, A72 and A76{cam}")
     if machine == "x86_64":
         if minor < 10:
             raise Unsupported(f"ai-edge-litert needs Python >= 3.10 on {machine} (target has {python})")
         return Choice("ai-edge-litert", [numpy, "ai-edge-litert", opencv], f"x86_64: ai-edge-litert{cam}")
-    if machine in ("armv7l", "armv6l"):
+    if machine == "armv6l" or (cpu.parts and set(cpu.parts) <= {0xB76}):
+        raise Unsupported(f"{machine} ({cores}): no TFLite runtime has ARMv6 wheels; use a Pi Zero 2 W, "
+                          "Pi 3 or newer")
+    if machine in ("armv7l", "armv8l", "aarch64", "arm64"):
+        kernel = " on a 64-bit kernel" if machine in ("aarch64", "arm64") else ""
         if minor > 11:
-            raise Unsupported(f"tflite-runtime 2.14 (the only {machine} runtime) needs Python <= 3.11 "
-                              f"(target has {python})")
-        return Choice("tflite-runtime", ["numpy<2", "tflite-runtime==2.14.0", "opencv-python-headless<4.11"],
-                      f"{machine} ({cores}): tflite-runtime 2.14.0, the last release with 32-bit ARM wheels")
+            raise Unsupported(f"tflite-runtime {TFLITE_ARMV7} (the only 32-bit ARM runtime) needs Python "
+                              f"<= 3.11 (target has {python})")
+        if cpu.features and not {"neon", "asimd"} & cpu.features:
+            raise Unsupported(f"{machine} ({cores}) has no NEON; tflite-runtime's armv7l wheels need it")
+        return Choice("tflite-runtime", ["numpy<2", f"tflite-runtime=={TFLITE_ARMV7}"],
+                      f"32-bit userland{kernel} ({cores}): tflite-runtime {TFLITE_ARMV7}, the last "
+                      "release with armv7l wheels; numpy and OpenCV from apt (no armv7l wheels on "
+                      "PyPI or piwheels)", system_packages=["python3-numpy", "python3-opencv"])
     raise Unsupported(f"unsupported architecture {machine!r} (aarch64, armv7l or x86_64)")
+
+
+def this_machine() -> Choice:
+    """The choice for the machine this runs on (for ``device info``); raises Unsupported."""
+    import importlib.util
+    import platform
+    import struct
+    import sys
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        text = ""
+    return choose_runtime(platform.machine(), "%d.%d" % sys.version_info[:2], text,
+                          importlib.util.find_spec("picamera2") is not None,
+                          struct.calcsize("P") * 8)

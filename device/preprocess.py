@@ -153,7 +153,13 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray, bbox, opts: PreprocessOptions = 
     oy = min(max(int(round((opts.size - 1) / 2 - cy)), 0), opts.size - nh)
     out = np.zeros((opts.size, opts.size), np.uint8)
     out[oy:oy + nh, ox:ox + nw] = digit
-    return out.astype(np.float32) * np.float32(1 / 255)
+    return to_unit(out)
+
+
+def to_unit(image: np.ndarray) -> np.ndarray:
+    """uint8 0-255 -> float32 [0, 1], the one conversion every model input goes through (the
+    golden set stores uint8 inputs and must feed them bit for bit as a frame is fed)."""
+    return image.astype(np.float32) * np.float32(1 / 255)
 
 
 _K3 = np.ones((3, 3), np.uint8)

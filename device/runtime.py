@@ -74,8 +74,13 @@ def load_backend(prefer: str | None = None) -> Backend:
             continue
         try:
             module = importlib.import_module(modname)
-        except ImportError:
-            continue
+        except ImportError as exc:
+            # Installed but broken (a wheel for another CPU, numpy 2 under a numpy-1 build...):
+            # say so, rather than fall back to a heavier runtime and hide the cause.
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                raise exc.__context__ from None
+            raise UsageError(f"{name} is installed but cannot be imported ({exc}); reinstall it "
+                             f"or choose another with --runtime") from None
         backend = Backend(name, dist_version(name) or getattr(module, "__version__", "?"), module)
         _backend_cache[key] = backend
         return backend

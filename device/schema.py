@@ -264,7 +264,7 @@ def upgrade(d: dict) -> dict:
     d.setdefault("tool", {"name": "mnist-edge", "version": "0.1.0 (schema 1)"})
     d.setdefault("machine", {})
     if kind == "run":
-        status = d.get("status", "ok")
+        status = d["status"] = str(d.get("status") or "ok")
         if status.startswith("stopped by "):
             d["status"], d["stop_reason"] = "stopped", status[len("stopped by "):]
         if d.get("frames", 0) == 0 and d["status"] == "ok":

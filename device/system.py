@@ -89,15 +89,23 @@ def machine_info() -> dict:
         "cpu_freq_mhz": int(freq) / 1000 if freq and freq.isdigit() else None,
         "temperature_c": int(temp) / 1000 if temp and temp.lstrip("-").isdigit() else None,
         "throttling": throttling(),
-        "emulated": emulated(platform.machine(), cpu_model()),
+        "emulated": emulated(platform.machine(), cpu_model(), kernel_cpu_type()),
     }
 
 
-def emulated(arch: str, cpu: str | None) -> bool:
+def kernel_cpu_type() -> str | None:
+    """The CPU type the running kernel was built for ("x86", "aarch64", ...), from sysfs, which
+    no chroot-level /proc/cpuinfo replacement changes."""
+    text = _read("/sys/devices/system/cpu/modalias") or ""
+    return text.split("type:", 1)[1].split(",", 1)[0].split(":", 1)[0] if "type:" in text else None
+
+
+def emulated(arch: str, cpu: str | None, kernel_cpu: str | None = None) -> bool:
     """True under user-mode emulation (qemu-user running ARM code on an x86 host): the kernel
-    still describes the host's x86 CPU.  Timings there mean nothing."""
+    still describes the host's x86 CPU (in /proc/cpuinfo unless something replaced it, and in
+    sysfs).  Timings there mean nothing."""
     x86_cpu = bool(cpu) and any(k in cpu for k in ("AMD", "Intel", "EPYC", "Xeon"))
-    return arch.lower() in ("aarch64", "arm64", "armv7l", "armv6l") and x86_cpu
+    return arch.lower() in ("aarch64", "arm64", "armv7l", "armv6l") and (x86_cpu or kernel_cpu == "x86")
 
 
 def _os_name() -> str | None:

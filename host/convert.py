@@ -50,4 +50,5 @@ def convert(model, mode: str = "int8", io: str = "int8", rep_images: np.ndarray 
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = IO_TYPES[io]
         conv.inference_output_type = IO_TYPES[io]
-    return conv.convert()
+    with tfenv.quiet_stderr():
+        return conv.convert()

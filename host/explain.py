@@ -54,12 +54,11 @@ def grad_cam(model, images: np.ndarray, layer: str | None = None):
 
 
 def save_grid(path, images, heats, probs, titles, labels=None, cols: int = 6) -> None:
-    """A PNG grid: per image, the model input and the heatmap over it, with the prediction
+    """A PNG grid (``path``: a file name or a binary file object): per image, the model input and the heatmap over it, with the prediction
     (red when it disagrees with the label)."""
-    import matplotlib
+    from host.report.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     n = len(images)
     cols = max(1, min(cols, n))
@@ -80,5 +79,5 @@ def save_grid(path, images, heats, probs, titles, labels=None, cols: int = 6) ->
         b.set_title(text, fontsize=7, color="#cc3311" if label is not None and label != pred else "black")
     fig.suptitle("Grad-CAM: input (left) and the evidence for the predicted class (right)", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)

@@ -21,7 +21,7 @@ device, without forgetting MNIST.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,44 +33,6 @@ if TYPE_CHECKING:
     from host.collection import Samples
 
 CALIBRATION_IMAGES = 2000
-
-
-@dataclass(frozen=True)
-class FinetuneOptions:
-    """Everything ``host finetune`` takes besides the collections; the CLI's defaults.
-
-    The defaults were measured on the leave-writers-out benchmark (``benchmarks/finetune.py``):
-    see its module docstring for the figures behind them."""
-    base: str | None = None         # None: the shipped device/models/model.tflite
-    test: tuple = ()                # collections scored instead of a held-out share
-    holdout: float = 0.2            # share of each digit held out when no test collections
-    ratio: float = 0.25             # collected share of the pool (so of each batch, in expectation)
-    mnist_images: int = 12000       # MNIST training images in the pool
-    epochs: int = 2                 # float fine-tuning epochs over the pool
-    lr: float = 3e-4                # a tenth of training's: adjust, do not relearn
-    batch: int = 128
-    qat_epochs: int = 1
-    qat_lr: float = 1e-4
-    io: str = "int8"
-    seed: int = 0
-
-    def check(self) -> None:
-        """UsageError (one line) for an option out of range."""
-        if not 0.0 < self.ratio < 1.0:
-            raise UsageError(f"--ratio is the collected share of each batch, in (0, 1) (got {self.ratio})")
-        if not 0.0 <= self.holdout < 1.0:
-            raise UsageError(f"--holdout must be in [0, 1) (got {self.holdout})")
-        if not 100 <= self.mnist_images <= 60000:
-            raise UsageError(f"--mnist-images must be in 100..60000 (got {self.mnist_images})")
-        if self.epochs < 0 or self.qat_epochs < 0 or self.batch < 1:
-            raise UsageError("--epochs and --qat-epochs must be >= 0 and --batch >= 1")
-
-    def train_config(self):
-        """The TrainConfig ``fit`` and QAT read (imports TensorFlow)."""
-        from host.train import TrainConfig
-
-        return TrainConfig(epochs=self.epochs, lr=self.lr, batch=self.batch, qat_epochs=self.qat_epochs,
-                           qat_lr=self.qat_lr, io=self.io, seed=self.seed)
 
 
 def _base_kind(base: str | None) -> tuple[Path, str]:
@@ -92,7 +54,7 @@ def _base_kind(base: str | None) -> tuple[Path, str]:
                      ".tflite or the float.h5 / qat.h5 that host train-qat writes")
 
 
-def mix(data, train: Samples, ratio: float, mnist_images: int, seed: int):
+def mix_pool(data, train: Samples, ratio: float, mnist_images: int, seed: int):
     """(an Mnist whose training set is the fine-tuning pool and whose test set is MNIST's,
     a description of the pool).  The collected samples are repeated so that they make
     ``ratio`` of the pool; ``host.train.fit`` shuffles and augments the pool each epoch."""
@@ -112,11 +74,12 @@ def mix(data, train: Samples, ratio: float, mnist_images: int, seed: int):
 def score(tflite_path, samples: Samples) -> dict | None:
     """Accuracy, mean negative log-likelihood of the true digit (a finer signal than accuracy
     on a few samples) and per-sample predictions of an INT8 model on ``samples``."""
+    from device.preprocess import to_unit
     from device.runtime import Model
 
     if not len(samples):
         return None
-    probs = Model(tflite_path, verify=False).predict_many(samples.x.astype(np.float32) / 255.0)
+    probs = Model(tflite_path, verify=False).predict_many(to_unit(samples.x))
     pred = probs.argmax(axis=1)
     p_true = probs[np.arange(len(samples)), samples.y]
     return {"samples": len(samples), "correct": int(np.sum(pred == samples.y)),
@@ -159,24 +122,26 @@ def _base_model(path: Path, kind: str, data, cfg, work: Path):
     return model, before, "edge", desc
 
 
-def run_finetune(collections: list[str], opts: FinetuneOptions, data_dir: str | None, out: str) -> dict:
-    """Fine-tune ``opts.base`` (default: the shipped model) on ``collections`` mixed with MNIST,
-    then QAT + INT8 + evaluation; ``out`` gets the usual artifacts (model.tflite, model.json,
+def run_finetune(collections: list[str], cfg, mix, data_dir: str | None, out: str, *,
+                 base: str | None = None, test: list[str] | tuple = ()) -> dict:
+    """Fine-tune ``base`` (default: the shipped model) on ``collections`` mixed with MNIST, then
+    QAT + INT8 + evaluation; ``out`` gets the usual artifacts (model.tflite, model.json,
     float.h5, qat.h5, history.json) plus ``finetune.json``, whose content is returned.
-    UsageError for bad options, collections or base models; all but an unloadable base are
-    caught before TensorFlow loads."""
+    ``cfg``: a :class:`host.config.TrainConfig` (epochs, lr, batch, qat_epochs, qat_lr, io, seed,
+    augment); ``mix``: a :class:`host.config.MixConfig`; ``test``: collections scored instead of
+    a held-out share.  UsageError for bad collections or base models; all but an unusable
+    base model are caught before TensorFlow loads."""
     t_start = time.monotonic()
-    opts.check()
     from host.artifacts import check_out_dir
     from host.collection import read_collections, split_holdout
 
-    base_path, kind = _base_kind(opts.base)
-    samples, counts = read_collections(collections)
-    if opts.test:
-        train, held = samples, read_collections(opts.test)[0]
-    else:
-        train, held = split_holdout(samples, opts.holdout, opts.seed)
     check_out_dir(out)
+    base_path, kind = _base_kind(base)
+    samples, counts = read_collections(collections)
+    if test:
+        train, held = samples, read_collections(test)[0]
+    else:
+        train, held = split_holdout(samples, mix.holdout, cfg.seed)
     for line in counts["unreadable"]:
         print(f"host: skipped {line}")
     tally = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts["total"].items() if v)
@@ -190,22 +155,22 @@ def run_finetune(collections: list[str], opts: FinetuneOptions, data_dir: str | 
     from host.techniques import _doc
     from host.train import fit, keras_accuracy, set_seed
 
-    cfg = opts.train_config()
     data = load_mnist(data_dir)
     set_seed(cfg.seed)
-    with Staging(out) as st:
+    with Staging(out, "finetune") as st:
         model, before_path, arch, base_desc = _base_model(base_path, kind, data, cfg, st.dir)
         before = {"mnist_int8": evaluate_tflite(before_path, data)["accuracy"],
                   "keras_float": keras_accuracy(model, data), "heldout": score(before_path, held)}
-        pool, pool_desc = mix(data, train, opts.ratio, opts.mnist_images, cfg.seed)
+        pool, pool_desc = mix_pool(data, train, mix.ratio, mix.mnist_images, cfg.seed)
         print(f"== fine-tuning: {pool_desc['collected_samples']} collected samples x {pool_desc['copies']} + "
               f"{pool_desc['mnist_images']:,} MNIST images ({pool_desc['collected_share']:.0%} collected), "
               f"{cfg.epochs} epochs from lr {cfg.lr:g}")
         set_seed(cfg.seed)
         hist = fit(model, pool, cfg, cfg.epochs, cfg.lr, early_stop=False) if cfg.epochs else {}
         acc_float = keras_accuracy(model, data)
-        settings = {**asdict(opts), "base": base_desc, "test": [str(c) for c in opts.test],
-                    "collections": [str(c) for c in collections], "pool": pool_desc}
+        settings = {"base": base_desc, "collections": [str(c) for c in collections],
+                    "test": [str(c) for c in test], **asdict(mix), "pool": pool_desc,
+                    **{k: getattr(cfg, k) for k in ("epochs", "lr", "batch", "qat_epochs", "qat_lr", "io", "seed")}}
         set_seed(cfg.seed)
         manifest = qat_int8_artifacts(
             st, "", model, model, pool, cfg, {"finetune": hist}, arch=arch, acc_float=acc_float,

@@ -22,6 +22,15 @@ def _libs():
     return tf2onnx, onnxruntime
 
 
+def check_opset(opset: int) -> None:
+    """UsageError unless the installed tf2onnx can write ``opset``."""
+    tf2onnx, _ = _libs()
+    known = tf2onnx.constants.OPSET_TO_IR_VERSION
+    if opset not in known:
+        raise UsageError(f"--opset {opset} is not one tf2onnx {tf2onnx.__version__} writes "
+                         f"({min(known)}..{max(known)})")
+
+
 def to_onnx(model, opset: int = 17) -> bytes:
     """The serialized ONNX model: input ``image`` float32 [N, 28, 28, 1], output probabilities."""
     import tensorflow as tf

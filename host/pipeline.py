@@ -14,6 +14,7 @@ from host.artifacts import Staging, build_manifest, check_out_dir
 from host.convert import convert, representative_images
 from host.data import Mnist, load_mnist
 from host.evaluate import evaluate_tflite
+from host.golden import expectations as golden_expectations
 from host.optimize import (gzip_size, keras_gzip_size, overall_sparsity, prune, quantize,
                            weight_sparsity)
 from host.train import TrainConfig, fit, keras_accuracy, load_keras, set_seed
@@ -37,7 +38,7 @@ def run_train(cfg: TrainConfig, data_dir: str | None, out: str) -> dict:
     set_seed(cfg.seed)
     model, hist, _ = _pretrained(cfg, data, None)
     acc = keras_accuracy(model, data)
-    with Staging(out) as st:
+    with Staging(out, "train") as st:
         model.save(st.path("float.h5"), include_optimizer=False)
         atomic_write_json(st.path("history.json"), {"float": hist, "config": cfg.to_dict()})
     print(f"float test accuracy {acc:.4f}; saved {Path(out) / 'float.h5'}")
@@ -64,7 +65,7 @@ def run_train_qat(cfg: TrainConfig, data_dir: str | None, out: str,
     if cfg.sparsity > 0:
         print(f"== magnitude pruning to {cfg.sparsity:.0%} over {cfg.prune_epochs} epochs")
         base, histories["prune"] = prune(float_model, data, cfg, cfg.sparsity, cfg.prune_epochs)
-    with Staging(out) as st:
+    with Staging(out, "train-qat") as st:
         manifest = qat_int8_artifacts(
             st, "", float_model, base, data, cfg, histories, arch=arch, acc_float=acc_float,
             config={**cfg.to_dict(), "from": from_model, "data": data.source}, t_start=t_start)
@@ -104,7 +105,8 @@ def qat_int8_artifacts(st: Staging, folder: str, float_model, base, data: Mnist,
         conversion=f"int8 (QAT{', prune-preserving' if cfg.sparsity else ''})",
         keras_accuracy={"keras_float": acc_float, "keras_qat": acc_qat}, config=config,
         extra={"gzip_bytes": gzip_size(tflite), "wall_seconds": round(time.monotonic() - t_start, 1),
-               "layer_sparsity": per_layer, **(extra or {})})
+               "layer_sparsity": per_layer, "golden": golden_expectations(path("model.tflite")),
+               **(extra or {})})
     atomic_write_json(path("model.json"), manifest)
     return manifest
 
@@ -125,7 +127,7 @@ def run_prune(model_path: str, sparsity: float, cfg: TrainConfig, data_dir: str 
               "layers": per_layer, "gzip_bytes_before": before,
               "gzip_bytes_after": keras_gzip_size(stripped),
               "accuracy": keras_accuracy(stripped, data), "history": hist}
-    with Staging(out) as st:
+    with Staging(out, "prune") as st:
         stripped.save(st.path("pruned.h5"), include_optimizer=False)
         atomic_write_json(st.path("prune.json"), report)
     print(f"{'layer':<16}{'weights':>10}{'sparsity':>10}")
@@ -146,7 +148,7 @@ def run_convert(model_path: str, mode: str, io: str, data_dir: str | None, out: 
     data = load_mnist(data_dir)
     tflite = convert(model, mode, io, representative_images(data.x_train))
     arch = model.name if model.name in archs.ARCHS else "custom"
-    with Staging(out) as st:
+    with Staging(out, "convert") as st:
         st.path("model.tflite").write_bytes(tflite)
         ev = evaluate_tflite(st.path("model.tflite"), data)
         manifest = build_manifest(
@@ -154,7 +156,8 @@ def run_convert(model_path: str, mode: str, io: str, data_dir: str | None, out: 
             sparsity=overall_sparsity(weight_sparsity(model)), conversion=mode,
             keras_accuracy={"keras": keras_accuracy(model, data)},
             config={"from": str(model_path), "io": io, "data": data.source},
-            extra={"gzip_bytes": gzip_size(tflite)})
+            extra={"gzip_bytes": gzip_size(tflite),
+                   "golden": golden_expectations(st.path("model.tflite"))})
         atomic_write_json(st.path("model.json"), manifest)
     print_summary(manifest, Path(out))
     return manifest

@@ -27,6 +27,7 @@ from host import tfenv  # noqa: F401
 import tf_keras as keras
 
 from device.errors import UsageError
+from device.preprocess import to_unit
 from device.runtime import Model
 from host.augment import to_float
 from host.models import build_edge
@@ -102,6 +103,6 @@ def edge_from_tflite(path, calibration: np.ndarray) -> keras.Model:
 
 def agreement(keras_model, path, images: np.ndarray) -> float:
     """Share of ``images`` (uint8) on which the Keras model and the ``.tflite`` predict alike."""
-    ref = Model(path, verify=False).predict_many(images.astype(np.float32) / 255.0).argmax(axis=1)
+    ref = Model(path, verify=False).predict_many(to_unit(images)).argmax(axis=1)
     got = keras_model.predict(to_float(images), batch_size=500, verbose=0).argmax(axis=1)
     return float(np.mean(ref == got))

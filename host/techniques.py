@@ -8,6 +8,7 @@ the job completes) and, where it produces figures, a result JSON (``schema_versi
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from host import tfenv  # noqa: F401
 from device.errors import UsageError
-from device.fsio import atomic_write_json
+from device.fsio import atomic_write_bytes, check_output
 from device.system import machine_info
 from host import models as archs
 from host.artifacts import Staging, check_out_dir
@@ -24,13 +25,19 @@ from host.data import load_mnist
 from host.pipeline import qat_int8_artifacts
 from host.train import TrainConfig, fit, keras_accuracy, load_keras, set_seed
 
-SCHEMA_VERSION = 1
-
 
 def _doc(kind: str, **fields) -> dict:
-    return {"schema_version": SCHEMA_VERSION, "kind": kind,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine_info(),
-            **fields}
+    """The figures of one technique run (the ``figures`` of its result document)."""
+    return {"technique": kind, **fields}
+
+
+def _write(path, doc: dict) -> None:
+    """The result document (device.schema, kind ``technique``) for ``doc``."""
+    from device.schema import TechniqueResult
+
+    figures = {k: v for k, v in doc.items() if k not in ("technique", "wall_seconds")}
+    TechniqueResult(machine=machine_info(), technique=doc["technique"], figures=figures,
+                    wall_seconds=doc.get("wall_seconds")).write(path)
 
 
 def _int8_summary(m: dict) -> dict:
@@ -83,7 +90,7 @@ def run_distill(cfg: TrainConfig, data_dir: str | None, out: str, *, teacher: st
         students[kind] = student
 
     manifests = {}
-    with Staging(out) as st:
+    with Staging(out, "distill") as st:
         for kind, folder in (("plain", "baseline"), ("distilled", "")):
             acc = keras_accuracy(students[kind], data)
             set_seed(cfg.seed)
@@ -100,7 +107,7 @@ def run_distill(cfg: TrainConfig, data_dir: str | None, out: str, *, teacher: st
                    students={k: _int8_summary(m) for k, m in manifests.items()},
                    gain_int8=manifests["distilled"]["accuracy"]["tflite"] - manifests["plain"]["accuracy"]["tflite"],
                    wall_seconds=round(time.monotonic() - t_start, 1))
-        atomic_write_json(st.path("distill.json"), doc)
+        _write(st.path("distill.json"), doc)
     s = doc["students"]
     print(f"\n  {'student':<11}{'Keras float':>12}{'INT8 .tflite':>14}")
     for k in ("plain", "distilled"):
@@ -134,7 +141,7 @@ def run_prune_channels(model_path: str, keep: float, cfg: TrainConfig, data_dir:
           f"{acc_cut:.4f} before fine-tuning; fine-tuning {cfg.epochs} epochs")
     hist = fit(small, data, cfg, cfg.epochs, cfg.lr)
     acc_ft = keras_accuracy(small, data)
-    with Staging(out) as st:
+    with Staging(out, "prune-channels") as st:
         set_seed(cfg.seed)
         after = qat_int8_artifacts(st, "", small, small, data, cfg, {"finetune": hist}, arch="edge",
                                    acc_float=acc_ft, t_start=t_start,
@@ -159,7 +166,7 @@ def run_prune_channels(model_path: str, keep: float, cfg: TrainConfig, data_dir:
                                              "after": float(np.median(lat["after"])),
                                              "speedup": ratio_spread(lat["before"], lat["after"])},
                    wall_seconds=round(time.monotonic() - t_start, 1))
-        atomic_write_json(st.path("prune_channels.json"), doc)
+        _write(st.path("prune_channels.json"), doc)
     b, a, sp = doc["before"], doc["after"], doc["latency_ms_single_thread"]
     print(f"\n  {'':<16}{'before':>12}{'after':>12}")
     for label, key, fmt in (("params", "params", "{:,}"), ("MACs", "macs", "{:,}"), ("INT8 bytes", "bytes", "{:,}"),
@@ -178,16 +185,17 @@ def run_export_onnx(model_path: str, data_dir: str | None, out: str, opset: int 
     (exit 2) on a bad model; returns the report with ``pass``."""
     from device.runtime import Model, dist_version
     from host.convert import convert
-    from host.onnx_export import latency_summary, onnx_session, run_one_by_one, to_onnx, INPUT_NAME
+    from host.onnx_export import INPUT_NAME, check_opset, latency_summary, onnx_session, run_one_by_one, to_onnx
 
     check_out_dir(out)
+    check_opset(opset)
     model = load_keras(model_path)
     data = load_mnist(data_dir)
     x = to_float(data.x_test).reshape(-1, 28, 28)
     print(f"== exporting {model_path} to ONNX (opset {opset}) and TFLite float32")
     onnx_bytes = to_onnx(model, opset)
     tflite = convert(model, "float32", "float32")
-    with Staging(out) as st:
+    with Staging(out, "export-onnx") as st:
         st.path("model.onnx").write_bytes(onnx_bytes)
         st.path("float32.tflite").write_bytes(tflite)
         sess = onnx_session(onnx_bytes, threads)
@@ -206,7 +214,7 @@ def run_export_onnx(model_path: str, data_dir: str | None, out: str, opset: int 
                              "tflite": f"{tfl.backend.name} {tfl.backend.version}"},
                    min_agreement=min_agreement)
         doc["pass"] = doc["agreement"] >= min_agreement
-        atomic_write_json(st.path("onnx.json"), doc)
+        _write(st.path("onnx.json"), doc)
     lo, lt = doc["latency_ms"]["onnxruntime"], doc["latency_ms"]["tflite_float32"]
     print(f"  same prediction on {doc['agreement']:.2%} of {len(x):,} images ({doc['disagreements']} differ; "
           f"max |p diff| {doc['max_abs_prob_diff']:.2e}); accuracy ONNX {doc['accuracy']['onnx']:.4f}, "
@@ -231,7 +239,7 @@ def run_explain(model_path: str, images: list[str], labels_csv: str | None, mnis
     out_path = Path(out)
     if out_path.suffix.lower() != ".png":
         raise UsageError(f"--out {out} must be a .png file")
-    check_out_dir(out_path.parent if str(out_path.parent) else ".")
+    check_output(out_path, "--out")
     model = load_keras(model_path)
     xs, titles, labels = [], [], []
     skipped = []
@@ -277,10 +285,10 @@ def run_explain(model_path: str, images: list[str], labels_csv: str | None, mnis
             return {"images": 0, "wrong": [], "skipped": skipped, "out": None}
         xs, titles, labels = [xs[i] for i in keep], [titles[i] for i in keep], [labels[i] for i in keep]
         heats, probs = heats[keep], probs[keep]
-    tmp = out_path.with_name(f".{out_path.name}.tmp.png")
-    save_grid(tmp, np.stack(xs), heats, probs, titles,
+    png = io.BytesIO()
+    save_grid(png, np.stack(xs), heats, probs, titles,
               labels if any(l is not None for l in labels) else None)
-    tmp.replace(out_path)
+    atomic_write_bytes(out_path, png.getvalue())
     print(f"{out_path}: {len(xs)} image(s), Grad-CAM on layer {layer}"
           + (f"; {len(wrong)} misread: {', '.join(wrong[:8])}" if wrong else "")
           + (f"; no digit found in {len(skipped)}: {', '.join(skipped[:5])}" if skipped else ""))

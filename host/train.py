@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -11,32 +10,8 @@ from host import tfenv  # noqa: F401
 import tf_keras as keras
 
 from host.augment import to_float, train_dataset
+from host.config import TrainConfig  # noqa: F401  (TensorFlow-free, read by the CLI)
 from host.data import Mnist
-
-
-@dataclass
-class TrainConfig:
-    arch: str = "edge"
-    epochs: int = 15
-    qat_epochs: int = 2
-    prune_epochs: int = 2
-    sparsity: float = 0.0
-    batch: int = 128
-    lr: float = 2e-3
-    qat_lr: float = 1e-4
-    lr_schedule: str = "cosine"     # cosine: lr -> lr/100 over the epochs; exponential: x lr_decay/epoch
-    lr_decay: float = 0.85          # per-epoch multiplier for the exponential schedule
-    l2: float = 0.0
-    patience: int = 3
-    val_split: float = 0.1
-    limit: int | None = None
-    augment: str = "full"           # full | geometric (no stroke/blur) | none
-    seed: int = 0
-    io: str = "int8"
-    extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def set_seed(seed: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,24 @@ def wrong_shape_tflite(tmp_path_factory):
     p = tmp_path_factory.mktemp("wrong") / "wrong.tflite"
     p.write_bytes(convert(m, "float32"))
     return p
+
+
+TENSORFLOW = ("tensorflow", "tf_keras", "keras", "tensorflow_model_optimization")
+
+
+def blocked_python(code: str, block=TENSORFLOW) -> list[str]:
+    """argv running ``code`` in a fresh Python where importing any of the ``block`` packages
+    raises ImportError (a Pi has no TensorFlow; `host report` must not need it)."""
+    blocker = f"""
+import sys, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {tuple(block)!r}:
+            raise ImportError(f'{{name}} is blocked in this test')
+        return None
+sys.meta_path.insert(0, Block())
+"""
+    return [sys.executable, "-c", blocker + code]
 
 
 def gray_frame(h=480, w=640, paper=210):

@@ -2,32 +2,22 @@
 TensorFlow (and host) made unimportable."""
 
 import subprocess
-import sys
 
-from tests.conftest import ROOT
-
-BLOCKER = r"""
-import sys, importlib.abc
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('tensorflow', 'tf_keras', 'keras', 'tensorflow_model_optimization', 'host'):
-            raise ImportError(f'{name} is blocked: the device side must not import it')
-        return None
-sys.meta_path.insert(0, Block())
-"""
+from tests.conftest import ROOT, TENSORFLOW, blocked_python
 
 
 def test_device_imports_and_runs_without_tensorflow(tiny_tflite):
-    code = BLOCKER + f"""
+    code = f"""
 import numpy as np
-import device.cli, device.loop, device.bench, device.classify, device.info, device.sources.picam, device.synth, device.schema
+import device.cli, device.loop, device.bench, device.classify, device.golden, device.info, device.sources.picam, device.synth, device.schema
 from device.runtime import Model
 m = Model({str(tiny_tflite['int8'])!r})
 assert m.backend.name == 'ai-edge-litert', m.backend
 print(m.predict(np.zeros((28, 28), np.float32)).shape)
 assert not any(k.startswith('tensorflow') for k in sys.modules), 'tensorflow was imported'
 """
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run(blocked_python(code, TENSORFLOW + ("host",)), cwd=ROOT, capture_output=True,
+                         text=True)
     assert out.returncode == 0, out.stderr
     assert "(10,)" in out.stdout
 

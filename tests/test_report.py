@@ -126,7 +126,7 @@ def test_suite_baseline_marks_regressions(tmp_path, capsys):
 
 
 def test_pareto_front():
-    from host.suite_report import pareto_front
+    from host.report.tables import pareto_front
 
     # (latency, accuracy): the third is slower and worse than the first; the rest trade off.
     assert pareto_front([(1.0, 99.0), (0.5, 98.0), (2.0, 98.5), (3.0, 99.5)]) == [1, 0, 3]
@@ -135,6 +135,11 @@ def test_pareto_front():
 def test_suite_file_errors(tmp_path, capsys):
     bad = tmp_path / "suite.json"
     bad.write_text(json.dumps({"schema_version": 1, "kind": "suite", "variants": {}}))
+    assert main(["report", str(bad), "--out", str(tmp_path / "r.html")]) == 2
+    assert "suite result lacks quick" in capsys.readouterr().err
+    bad.write_text(json.dumps({"schema_version": 1, "kind": "suite", "variants": {}, "quick": False,
+                               "reference": "seed-int8", "shipped_variant": "shipped-int8", "repeats": 1,
+                               "runs_per_bench": 1}))
     assert main(["report", str(bad), "--out", str(tmp_path / "r.html")]) == 2
     assert "no variants" in capsys.readouterr().err
 
@@ -175,3 +180,112 @@ def test_committed_arm_results_render_beside_the_hosts_and_are_flagged(tmp_path,
     text = md.read_text()
     assert "(aarch64, vm, EMULATED: timings meaningless)" in text and "(x86_64, vm)" in text
     assert text.count("EMULATED") == len(arm) + 1  # each row, and the machines line
+
+
+# -- what cannot be reported is named, the rest is still rendered ------------------------------
+def _one_line_per_problem(err: str) -> list[str]:
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert all(l.startswith("host: warning: ") for l in lines), err
+    return lines
+
+
+def test_zero_frame_runs_render_as_rows_without_timings(tmp_path, capsys):
+    """The 0-frame file `device run` wrote before schema 2 (status "ok", every stage
+    {"count": 0}: it crashed the report with KeyError 'histogram'), and a schema-2 "no_frames"
+    result, each render as a row with no timings and a note, beside a normal result."""
+    from tests.conftest import ROOT
+
+    v1 = json.loads((ROOT / "benchmarks" / "results" / "amd-epyc-vm" / "run-clip.json").read_text())
+    v1.update(frames=0, fps=0.0, within_budget=None, status="ok",
+              stages={s: {"count": 0} for s in ("capture", "preprocess", "inference", "postprocess", "total")})
+    (tmp_path / "empty-v1.json").write_text(json.dumps(v1))
+    RunResult(model={"arch": "edge"}, source={"kind": "images"}, status="no_frames", stop_reason="end of source",
+              stages={s: {"count": 0} for s in ("capture", "total")}).write(tmp_path / "empty-v2.json")
+    good = _result(tmp_path / "good.json")
+    out, md = tmp_path / "r.html", tmp_path / "r.md"
+    assert main(["report", str(tmp_path / "empty-v1.json"), str(tmp_path / "empty-v2.json"), str(good),
+                 "--out", str(out), "--markdown", str(md)]) == 0
+    assert capsys.readouterr().err == ""
+    text = md.read_text()
+    for name, status in (("empty-v1.json", "no_frames"), ("empty-v2.json", "no_frames")):
+        row = next(l for l in text.splitlines() if l.startswith(f"| {name} |"))
+        assert f"| {status} |" in row and "| - | - |" in row, row   # no p50 / p99
+        assert f"{name} recorded no frames" in text
+    assert out.read_text().count("<svg") == 2      # the stages plot and good.json's latency plot
+
+
+def test_malformed_fields_are_named_and_the_rest_rendered(tmp_path, capsys):
+    path = _result(tmp_path / "odd.json")
+    d = json.loads(path.read_text())
+    d["stages"]["total"]["p50"] = "fast"
+    d["stages"]["inference"]["histogram"] = {"bins": [1, 2], "counts": [1]}
+    d["machine"] = "a string"
+    d["memory"] = None
+    d["model"]["threads"] = -1
+    d["status"] = "exploded"
+    path.write_text(json.dumps(d))
+    unreadable = tmp_path / "broken.json"
+    unreadable.write_text("{not json")
+    md = tmp_path / "r.md"
+    assert main(["report", str(path), str(unreadable), str(_result(tmp_path / "fine.json")),
+                 "--out", str(tmp_path / "r.html"), "--markdown", str(md)]) == 0
+    lines = _one_line_per_problem(capsys.readouterr().err)
+    for needle in ("odd.json: stage 'total' has non-numeric percentiles; shown as missing",
+                   "odd.json: stage 'inference' has a malformed histogram",
+                   "odd.json: machine is not an object", "odd.json: model.threads is not a whole number >= 0",
+                   "odd.json: status 'exploded' is not one of ok, stopped",
+                   "cannot read result", "broken.json"):
+        assert any(needle in l for l in lines), (needle, lines)
+    assert len(lines) == 7  # the six above and memory (null)
+    text = md.read_text()
+    row = next(l for l in text.splitlines() if l.startswith("| odd.json |"))
+    assert "unknown machine" in row and "| - |" in row and "| ? |" in row
+    assert "| fine.json |" in text and "Not reported:" in text
+
+
+def test_nothing_reportable_is_one_line_exit_2(tmp_path, capsys):
+    bad = tmp_path / "x.json"
+    bad.write_text(json.dumps({"schema_version": 1, "kind": "run"}))
+    other = tmp_path / "y.json"
+    other.write_text("[]")
+    assert main(["report", str(bad), str(other), "--out", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "(and 1 more problem(s))" in err
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_result_fields_cannot_inject_html_or_break_tables(tmp_path):
+    path = _result(tmp_path / "evil.json")
+    d = json.loads(path.read_text())
+    d["machine"]["board"] = "<script>alert(1)</script> | x"
+    d["machine"]["hostname"] = "box\n| injected | row |"
+    d["model"]["arch"] = "<img src=x onerror=alert(1)>\\|$y$"
+    path.write_text(json.dumps(d))
+    out, md = tmp_path / "r.html", tmp_path / "r.md"
+    assert main(["report", str(path), "--out", str(out), "--markdown", str(md)]) == 0
+    text, page = md.read_text(), out.read_text()
+    assert "<script" not in text and "<img" not in text
+    assert "<script>alert" not in page and "<img src=x" not in page
+    row = next(l for l in text.splitlines() if l.startswith("| evil.json |"))
+    # 12 columns: 13 unescaped pipes (an escaped one is preceded by an odd number of backslashes)
+    assert len(re.findall(r"(?<!\\)(?:\\\\)*\|", row)) == 13, row
+    assert "| injected |" not in text
+
+
+def test_report_runs_with_tensorflow_blocked(tmp_path):
+    """`host report` renders result files on a machine without TensorFlow (and never loads it)."""
+    import subprocess
+
+    from tests.conftest import ROOT, blocked_python
+
+    committed = ROOT / "benchmarks" / "results" / "amd-epyc-vm"
+    files = [committed / "suite.json", committed / "run-clip.json", *sorted((committed / "techniques").glob("*.json"))]
+    code = ("import sys; from host.cli import main; code = main(sys.argv[1:]); "
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras')]; sys.exit(code)")
+    out = subprocess.run(blocked_python(code) + ["report", *map(str, files), "--out", str(tmp_path / "r.html"),
+                                                 "--markdown", str(tmp_path / "r.md")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
+    assert (tmp_path / "r.html").read_text().count("<svg") >= 5
+    assert "| knowledge distillation |" in (tmp_path / "r.md").read_text()

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from benchmarks import suite
+from device import schema
 
 pytestmark = pytest.mark.slow
 
@@ -16,8 +17,8 @@ def test_quick_suite_writes_results_and_report(tmp_path):
     assert suite.main(["--quick", "--work", str(tmp_path / "work"), "--results", str(results),
                        "--report", str(report)]) == 0
     [machine_dir] = list(results.iterdir())
-    doc = json.loads((machine_dir / "suite-quick.json").read_text())
-    assert doc["schema_version"] == 1 and doc["kind"] == "suite" and doc["quick"]
+    doc = schema.load(machine_dir / "suite-quick.json", expect=("suite",)).to_json()
+    assert doc["schema_version"] == schema.SCHEMA_VERSION and doc["quick"]
     assert doc["machine"]["arch"] and doc["machine"]["cpus"]
     assert set(doc["variants"]) == {"seed-int8", "edge-int8", "shipped-int8"}
     files = {p.name for p in (machine_dir / "suite-quick").iterdir()}
@@ -30,8 +31,7 @@ def test_quick_suite_writes_results_and_report(tmp_path):
         assert set(s["bench"]) == {f"t{t}-{x}" for t in (1, 2, 4) for x in ("xnn", "noxnn")}
         for cfg, b in s["bench"].items():
             assert b["p50_ms_min"] <= b["p50_ms"] <= b["p50_ms_max"] and b["file"] in files
-            bench = json.loads((machine_dir / "suite-quick" / b["file"]).read_text())
-            assert bench["schema_version"] == 1 and bench["kind"] == "bench"
+            bench = schema.load(machine_dir / "suite-quick" / b["file"], expect=("bench",)).to_json()
             assert bench["model"]["threads"] == int(cfg[1]) and bench["model"]["xnnpack"] == cfg.endswith("-xnn")
     # Ratios are against the seed INT8 model, within each repeat: exactly 1 for itself.
     assert doc["variants"]["seed-int8"]["speedup_vs_seed_int8"]["t1-xnn"]["median"] == 1.0

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from device.schema import load
 from host.cli import main
 
 
@@ -102,8 +103,9 @@ def test_export_onnx_matches_tflite(float_model, tmp_path, capsys):
     out = tmp_path / "onnx"
     assert main(["export-onnx", str(float_model), "--out", str(out)]) == 0
     onnx.checker.check_model(onnx.load(str(out / "model.onnx")))
-    doc = json.loads((out / "onnx.json").read_text())
-    assert doc["schema_version"] == 1 and doc["kind"] == "export_onnx" and doc["images"] == 10_000
+    res = load(out / "onnx.json", expect=("technique",))
+    doc = res.figures
+    assert res.technique == "export_onnx" and doc["images"] == 10_000
     assert doc["pass"] and doc["agreement"] >= 0.999
     assert abs(doc["accuracy"]["onnx"] - doc["accuracy"]["tflite_float32"]) <= 0.001
     assert doc["latency_ms"]["onnxruntime"]["p50"] > 0 and doc["latency_ms"]["tflite_float32"]["p50"] > 0
@@ -159,8 +161,9 @@ def test_prune_channels_makes_a_smaller_faster_model(float_model, tmp_path, caps
     out = tmp_path / "ch"
     assert main(["prune-channels", str(float_model), "--keep", "0.5", "--epochs", "1", "--limit", "3000",
                  "--repeats", "3", "--out", str(out)]) == 0
-    doc = json.loads((out / "prune_channels.json").read_text())
-    assert doc["kind"] == "prune_channels" and doc["widths_after"] == [8, 12, 16, 24, 32]
+    res = load(out / "prune_channels.json", expect=("technique",))
+    doc = res.figures
+    assert res.technique == "prune_channels" and doc["widths_after"] == [8, 12, 16, 24, 32]
     b, a = doc["before"], doc["after"]
     assert a["macs"] < b["macs"] / 3 and a["params"] < b["params"] / 3 and a["bytes"] < b["bytes"] / 2
     assert len(doc["latency_ms_single_thread"]["speedup"]["per_repeat"]) == 3
@@ -182,8 +185,9 @@ def test_distill_trains_both_students_alike(float_model, tmp_path, capsys):
     out = tmp_path / "kd"
     assert main(["distill", "--teacher", str(float_model), "--limit", "3000", "--epochs", "1",
                  "--temperature", "3", "--alpha", "0.5", "--out", str(out)]) == 0
-    doc = json.loads((out / "distill.json").read_text())
-    assert doc["kind"] == "distill" and doc["temperature"] == 3 and doc["alpha"] == 0.5
+    res = load(out / "distill.json", expect=("technique",))
+    doc = res.figures
+    assert res.technique == "distill" and doc["temperature"] == 3 and doc["alpha"] == 0.5
     assert set(doc["students"]) == {"plain", "distilled"}
     for d in (out, out / "baseline"):
         hist = json.loads((d / "history.json").read_text())

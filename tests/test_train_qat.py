@@ -6,6 +6,8 @@ import json
 import pytest
 
 from device.manifest import sha256_file
+from device.cli import main as device_main
+from host.artifacts import RECORD
 from host.cli import main
 
 pytestmark = pytest.mark.slow
@@ -17,7 +19,9 @@ def test_train_qat_end_to_end(tmp_path, mnist, capsys):
                  "--out", str(out)]) == 0
     names = {p.name for p in out.iterdir()}
     assert {"model.tflite", "model.json", "float.h5", "qat.h5", "history.json"} <= names
-    assert not [n for n in names if n.startswith(".")], names  # no staging left behind
+    assert not [n for n in names if n.startswith(".staging")], names  # no staging left behind
+    record = json.loads((out / RECORD).read_text())
+    assert record["verb"] == "train-qat" and set(record["files"]) == names - {RECORD}
     m = json.loads((out / "model.json").read_text())
     assert m["sha256"] == sha256_file(out / "model.tflite")
     assert m["input"]["dtype"] == "int8" and m["output"]["dtype"] == "int8"
@@ -27,6 +31,9 @@ def test_train_qat_end_to_end(tmp_path, mnist, capsys):
     # QAT makes the Keras model and the INT8 file agree closely.
     assert abs(m["accuracy"]["tflite"] - m["accuracy"]["keras_qat"]) < 0.01
     assert sum(map(sum, m["confusion_matrix"])) == 10000
+    # The golden expectations travel with the model, and the device reproduces them.
+    assert len(m["golden"]["predictions"]) == m["golden"]["images"] >= 2100
+    assert device_main(["golden", "--model", str(out / "model.tflite")]) == 0
     assert "tflite accuracy" in capsys.readouterr().out
     hist = json.loads((out / "history.json").read_text())
     assert len(hist["float"]["loss"]) == 2 and len(hist["qat"]["loss"]) == 1
@@ -51,6 +58,7 @@ def test_sparsity_prune_preserving_qat_and_convert_modes(tmp_path, mnist):
     assert f16["input"]["dtype"] == "float32" and f16["conversion"] == "float16"
     assert f16["accuracy"]["test_images"] == 10000
     assert abs(f16["accuracy"]["tflite"] - f16["accuracy"]["keras"]) < 0.01
+    assert f16["golden"]["set_sha256"] == m["golden"]["set_sha256"]
 
 
 def test_train_then_prune(tmp_path, mnist, capsys):

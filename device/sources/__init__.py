@@ -28,6 +28,7 @@ class SourceSpec:
     loop: bool = False
     fast_decode: bool = True
     lores: tuple = (320, 240)
+    fps: float = 30.0            # the Pi camera's fixed frame rate
 
 
 def open_source(spec: SourceSpec) -> Source:
@@ -38,7 +39,7 @@ def open_source(spec: SourceSpec) -> Source:
     if spec.camera:
         from device.sources.picam import PiCameraSource
 
-        return PiCameraSource(spec.lores)
+        return PiCameraSource(spec.lores, spec.fps)
     if spec.camera_index is not None:
         from device.sources.v4l2 import V4L2Camera
 
