@@ -9,28 +9,25 @@ process; the held-out writer is scored by the shipped model (before) and the fin
 model (after), and the fine-tuned model on all 10,000 MNIST test images.  The issue's bar:
 MNIST INT8 >= 99.4 % after every rotation.
 
-Writes benchmarks/results/<machine>/finetune[-NAME].json: settings, per-rotation figures
-(accuracy, NLL of the label, per-photo predictions before/after, MNIST INT8 and Keras float
-after, wall time), the pooled held-out accuracy before/after over all rotations, the mean NLL,
-and the minimum MNIST INT8 accuracy.
+Writes benchmarks/results/<machine>/finetune[-NAME].json (a benchmark summary, device.schema):
+measured = the pooled held-out accuracy before/after over all rotations, the mean NLL of the
+label, the minimum MNIST INT8 accuracy; details = settings and per-rotation figures (accuracy,
+NLL, the misread photos before/after, MNIST INT8 and Keras float after, wall time).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from device.fsio import atomic_write_json
-from device.system import machine_info, machine_slug
+from benchmarks.harness import PHOTOS, ROOT, host, results_dir, write_summary
+from device import schema
+from device.system import machine_info
 
-ROOT = Path(__file__).resolve().parent.parent
-PHOTOS = ROOT.parent / "shared" / "data" / "digit-photos"
 MNIST_FLOOR = 0.994
 WRITER = re.compile(r"^(?P<writer>.+)-[0-9a-f]{7}-\d\.[A-Za-z]+$")   # <writer>-<commit>-<label>.<ext>
 
@@ -89,9 +86,8 @@ def main(argv=None) -> int:
         train = write_collection(rot / "train", [r for w in by_writer if w != writer for r in by_writer[w]])
         test = write_collection(rot / "test", by_writer[writer])
         t_rot = time.monotonic()
-        subprocess.run([sys.executable, "-m", "host.cli", "finetune", str(train), "--test", str(test),
-                        *extra, "--out", str(rot / "model")], cwd=ROOT, check=True)
-        doc = json.loads((rot / "model" / "finetune.json").read_text())
+        host("finetune", train, "--test", test, *extra, "--out", rot / "model", "--force")
+        doc = schema.load(rot / "model" / "finetune.json", expect=("technique",)).figures
         rotations.append({
             "writer": writer, "train_photos": doc["pool"]["collected_samples"],
             "before": held_out_figures(doc["before"]["heldout"]), "after": held_out_figures(doc["after"]["heldout"]),
@@ -110,26 +106,22 @@ def main(argv=None) -> int:
 
     mnist = [r["mnist_int8_after"] for r in rotations]
     machine = machine_info()
-    result = {
-        "schema_version": 1, "kind": "finetune_leave_writer_out", "quick": args.quick,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine,
-        "settings": {k: v for k, v in doc.items() if k in ("ratio", "mnist_images", "epochs", "lr", "batch",
-                                                         "qat_epochs", "qat_lr", "io", "seed")},
-        "pool": doc["pool"], "host_finetune_args": extra, "rotations": rotations,
-        "heldout_before": pooled("before"), "heldout_after": pooled("after"),
-        "mnist_int8_before": rotations[0]["mnist_int8_before"],
-        "mnist_int8_after": {"min": min(mnist), "mean": sum(mnist) / len(mnist), "max": max(mnist)},
-        "mnist_floor": MNIST_FLOOR, "pass": min(mnist) >= MNIST_FLOOR,
-        "wall_seconds": round(time.monotonic() - t0, 1),
-    }
-    out_dir = Path(args.results) / machine_slug(machine)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    measured = {"heldout_before": pooled("before"), "heldout_after": pooled("after"),
+                "mnist_int8_before": rotations[0]["mnist_int8_before"],
+                "mnist_int8_after": {"min": min(mnist), "mean": sum(mnist) / len(mnist), "max": max(mnist)},
+                "pass": min(mnist) >= MNIST_FLOOR, "rotations": len(rotations),
+                "wall_seconds": round(time.monotonic() - t0, 1)}
+    details = {"settings": {k: doc[k] for k in ("ratio", "mnist_images", "epochs", "lr", "batch", "qat_epochs",
+                                                 "qat_lr", "io", "seed")},
+               "pool": doc["pool"], "host_finetune_args": extra, "rotations": rotations}
+    out_dir = results_dir(args.results, machine)
     name = "finetune" + (f"-{args.name}" if args.name else "") + ("-quick" if args.quick else "") + ".json"
-    atomic_write_json(out_dir / name, result)
-    b, a = result["heldout_before"], result["heldout_after"]
+    write_summary(out_dir / name, "finetune", quick=args.quick, targets={"mnist_int8_min": MNIST_FLOOR},
+                  measured=measured, details=details, machine=machine)
+    b, a = measured["heldout_before"], measured["heldout_after"]
     print(f"held-out writers: {b['correct']}/{b['samples']} -> {a['correct']}/{a['samples']} "
           f"(NLL {b['mean_nll']:.4f} -> {a['mean_nll']:.4f}); MNIST INT8 after: min {min(mnist):.4f} "
-          f"(floor {MNIST_FLOOR}); {result['wall_seconds']:.0f} s")
+          f"(floor {MNIST_FLOOR}); {measured['wall_seconds']:.0f} s")
     print(f"results: {out_dir / name}")
     return 0
 

@@ -147,12 +147,11 @@ def run_finetune(collections: list[str], cfg, mix, data_dir: str | None, out: st
     tally = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts["total"].items() if v)
     print(f"== {len(train)} collected samples to train on, {len(held)} held out ({tally})")
 
-    from device.fsio import atomic_write_json
     from host.artifacts import Staging
     from host.data import load_mnist
     from host.evaluate import evaluate_tflite
     from host.pipeline import print_summary, qat_int8_artifacts
-    from host.techniques import _doc
+    from host.techniques import _doc, _write
     from host.train import fit, keras_accuracy, set_seed
 
     data = load_mnist(data_dir)
@@ -179,7 +178,7 @@ def run_finetune(collections: list[str], cfg, mix, data_dir: str | None, out: st
                  "heldout": score(st.path("model.tflite"), held)}
         doc = _doc("finetune", **settings, samples=counts, before=before, after=after,
                    sha256=manifest["sha256"], wall_seconds=round(time.monotonic() - t_start, 1))
-        atomic_write_json(st.path("finetune.json"), doc)
+        _write(st.path("finetune.json"), doc)
     print_summary(manifest, Path(out))
     _print_comparison(before, after, Path(out) / "finetune.json")
     return doc

@@ -177,7 +177,10 @@ def test_float_base_and_not_an_edge_tflite(tmp_path, mnist, wrong_shape_tflite):
 # -- slow: a real fine-tune on a tiny budget --------------------------------------------------
 @pytest.mark.slow
 def test_finetune_tiny_real(tmp_path, photos_dir, capsys):
+    from device import schema
     from device.runtime import Model
+    from host.report.load import load_one
+    from host.report.tables import technique_row
 
     rows = photo_rows(photos_dir, ["aj148", "dksahuji", "rctruta"]) + [("blank.png", "none", False),
                                                                       ("todo.png", "", False)]
@@ -185,8 +188,9 @@ def test_finetune_tiny_real(tmp_path, photos_dir, capsys):
     out = tmp_path / "ft"
     assert main(["finetune", str(col), "--mnist-images", "600", "--epochs", "1", "--holdout", "0.34",
                  "--out", str(out)]) == 0
-    doc = json.loads((out / "finetune.json").read_text())
-    assert doc["kind"] == "finetune" and doc["base"]["kind"] == "INT8 tflite"
+    result = schema.load(out / "finetune.json", expect=("technique",))
+    doc = result.figures
+    assert result.technique == "finetune" and doc["base"]["kind"] == "INT8 tflite"
     assert doc["base"]["rebuild_agreement"] >= 0.98
     assert doc["samples"]["total"]["from_input_png"] == 30 and doc["samples"]["total"]["not_a_digit"] == 1
     assert doc["pool"]["collected_samples"] == 20 and 0.2 < doc["pool"]["collected_share"] < 0.3
@@ -198,12 +202,15 @@ def test_finetune_tiny_real(tmp_path, photos_dir, capsys):
     assert Model(out / "model.tflite").verified == "manifest"   # deployable as it is
     text = capsys.readouterr().out
     assert "held-out samples, INT8" in text and "MNIST test, INT8" in text
+    # host report renders it as a line of the techniques table.
+    row = technique_row(load_one(out / "finetune.json", []).data, "finetune.json")
+    assert row[0] == "fine-tuning on collected samples" and "held-out samples" in row[2]
     # A QAT .h5 as the base, scored on another writer's collection.
     test_col = make_collection(tmp_path / "other", photos_dir, photo_rows(photos_dir, ["mhw32"]))
     out2 = tmp_path / "ft2"
     assert main(["finetune", str(col), "--base", str(out / "qat.h5"), "--test", str(test_col),
                  "--mnist-images", "300", "--epochs", "0", "--out", str(out2)]) == 0
-    doc2 = json.loads((out2 / "finetune.json").read_text())
+    doc2 = schema.load(out2 / "finetune.json", expect=("technique",)).figures
     assert doc2["base"]["kind"] == "QAT Keras" and doc2["base"]["rebuild_agreement"] >= 0.98
     # Its conversion is the first run's model (the ranges are QAT's; calibration images differ).
     assert abs(doc2["before"]["mnist_int8"] - doc["after"]["mnist_int8"]) <= 0.002
