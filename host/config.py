@@ -47,7 +47,7 @@ class TrainConfig:
 # after the cut (a lower rate, a few more epochs than a from-scratch run would need);
 # `host finetune` adjusts a trained model to collected samples (a few epochs at a low rate, so
 # the model moves toward the new handwriting without relearning MNIST).
-VERB_DEFAULTS = {"prune-channels": {"epochs": 8, "lr": 5e-4}, "finetune": {"epochs": 2, "lr": 3e-4}}
+VERB_DEFAULTS = {"prune-channels": {"epochs": 8, "lr": 5e-4}, "finetune": {"epochs": 2, "lr": 1e-4}}
 
 
 @dataclass(frozen=True)
