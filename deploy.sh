@@ -32,6 +32,9 @@ options:
                           target's p99 per-frame total is within --budget-ms
   --budget-ms MS          per-frame budget for --gate (default 5)
   --service               install and enable a systemd user unit running `device run --camera`
+  --preview [HOST:]PORT   with --service: serve the live preview (127.0.0.1 unless HOST; reach it
+                          with ssh -L PORT:127.0.0.1:PORT; a LAN bind such as 0.0.0.0:8080 is
+                          protected by a token kept in the target's ROOT/preview.env)
   --rollback              switch `current` back to the previous good release and exit
   --keep N                good releases to keep, current included (default 3)
   --reports DIR           where --bench results land here (default ./reports)
@@ -58,16 +61,16 @@ shq() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 sanitize() { LC_ALL=C sed -u -e 's/[^[:print:][:blank:]]/?/g' -e '/^release: error: /d'; }
 
 PORT=22 IDENTITY="" MODEL="" RDIR="mnist-edge" BENCH=0 GATE=0 BUDGET=5 SERVICE=0 ROLLBACK=0
-KEEP=3 ACCEPT_NEW=0 DRY=0 TARGET="" REPORTS="" SSH_CONFIG=""
+KEEP=3 ACCEPT_NEW=0 DRY=0 TARGET="" REPORTS="" SSH_CONFIG="" PREVIEW=""
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 RELPY="$HERE/device/release.py"
 PYTHON="${PYTHON:-python3}"
 
 while [ $# -gt 0 ]; do
     case "$1" in
-        --port=*|--identity=*|--model=*|--dir=*|--budget-ms=*|--keep=*|--reports=*|--ssh-config=*)
+        --port=*|--identity=*|--model=*|--dir=*|--budget-ms=*|--keep=*|--reports=*|--ssh-config=*|--preview=*)
             set -- "${1%%=*}" "${1#*=}" "${@:2}"; continue ;;
-        --port|--identity|--model|--dir|--budget-ms|--keep|--reports|--ssh-config)
+        --port|--identity|--model|--dir|--budget-ms|--keep|--reports|--ssh-config|--preview)
             if [ $# -lt 2 ]; then
                 case "$1" in
                     --port) die "--port needs a number, e.g. --port 22" 2 ;;
@@ -78,7 +81,7 @@ while [ $# -gt 0 ]; do
             case "$1" in
                 --port) PORT="$2" ;; --identity) IDENTITY="$2" ;; --model) MODEL="$2" ;;
                 --dir) RDIR="$2" ;; --budget-ms) BUDGET="$2" ;; --keep) KEEP="$2" ;;
-                --reports) REPORTS="$2" ;; --ssh-config) SSH_CONFIG="$2" ;;
+                --reports) REPORTS="$2" ;; --ssh-config) SSH_CONFIG="$2" ;; --preview) PREVIEW="$2" ;;
             esac
             shift 2 ;;
         --bench) BENCH=1; shift ;;
@@ -101,6 +104,9 @@ HOST="${TARGET#*@}"
 { [[ "$PORT" =~ ^[0-9]{1,5}$ ]] && (( 10#$PORT >= 1 && 10#$PORT <= 65535 )); } || die "--port must be a number 1-65535" 2
 { [[ "$KEEP" =~ ^[0-9]{1,3}$ ]] && (( 10#$KEEP >= 2 )); } || die "--keep must be a number >= 2" 2
 [[ "$BUDGET" =~ ^[0-9]{1,6}([.][0-9]{1,6})?$ && "$BUDGET" =~ [1-9] ]] || die "--budget-ms must be a number > 0" 2
+[ -z "$PREVIEW" ] || [ "$SERVICE" = 1 ] || die "--preview goes with --service (on the Pi: device run --camera --preview PORT)" 2
+[ -z "$PREVIEW" ] || [[ "$PREVIEW" =~ ^([0-9.]{7,15}:|localhost:)?[0-9]{1,5}$ ]] \
+    || die "--preview takes PORT or IPV4:PORT (e.g. 8080 or 0.0.0.0:8080)" 2
 [ -z "$IDENTITY" ] || [ -r "$IDENTITY" ] || die "--identity $IDENTITY is not readable" 2
 [ -z "$SSH_CONFIG" ] || [ -r "$SSH_CONFIG" ] || die "--ssh-config $SSH_CONFIG is not readable" 2
 MODEL="${MODEL:-$HERE/device/models/model.tflite}"
@@ -340,7 +346,7 @@ NOTE="\`current\` on $HOST now points to the new release $NEWREL (--rollback goe
 
 if [ "$SERVICE" = 1 ]; then
     step service "systemd user unit mnist-edge.service"
-    remote service
+    if [ -n "$PREVIEW" ]; then remote service "--preview=$PREVIEW"; else remote service; fi
 fi
 [ "$BENCH" = 0 ] || [ "$GATE" = 1 ] || bench "$NEWREL"
 STEP="done"

@@ -29,11 +29,19 @@ def expand(specs: list[str]) -> list[str]:
     return out
 
 
+def _same(label, prediction) -> bool:
+    """A digit, or a number whose lines may be spaced differently in the labels file."""
+    if isinstance(label, str):
+        return " ".join(label.split()) == (prediction or "")
+    return label == prediction
+
+
 def classify_files(step: Step, specs: list[str], labels_csv: str | None, as_json: bool, out=None,
                    err=None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     files = expand(specs)
-    labels = read_labels(labels_csv) if labels_csv else None
+    number = step.read == "number"
+    labels = read_labels(labels_csv, number=number) if labels_csv else None
     correct = scored = failed = 0
     for i, f in enumerate(files):
         t0 = time.perf_counter_ns()
@@ -46,21 +54,28 @@ def classify_files(step: Step, specs: list[str], labels_csv: str | None, as_json
             r = step(img, i, Path(f).name, t0=time.perf_counter_ns(), wait_ns=time.perf_counter_ns() - t0)
             rec = {"file": f, "prediction": r.prediction, "confidence": round(r.confidence, 4),
                    "region": r.to_json()["region"], "total_ms": round(r.total_ns / 1e6, 4)}
+            if number:
+                rec["prediction"] = r.text or None
+                rec["digits"] = [d.to_json() for d in r.digits]
         if labels is not None and Path(f).name in labels:
             rec["label"] = labels[Path(f).name]
             scored += 1
-            correct += rec["label"] == rec["prediction"]
+            correct += _same(rec["label"], rec["prediction"])
         if as_json:
             print(json.dumps(rec), file=out)
         else:
             if "error" in rec:
                 pred, conf = f"skipped: {rec['error']}", ""
+            elif number and rec["prediction"]:
+                pred = f"read {rec['prediction']!r}"
+                conf = "  " + "  ".join(f"{d['digit']} {d['confidence']:.0%} ({','.join(map(str, d['box']))})"
+                                        for d in rec["digits"])
             else:
                 pred = "no digit" if rec["prediction"] is None else str(rec["prediction"])
                 conf = f"  {rec['confidence']:.1%}" if rec["confidence"] else ""
             mark = ""
             if "label" in rec:
-                mark = "  ok" if rec["label"] == rec["prediction"] else f"  WRONG (label {rec['label']})"
+                mark = "  ok" if _same(rec["label"], rec["prediction"]) else f"  WRONG (label {rec['label']})"
             print(f"{f}  {pred}{conf}{mark}", file=out)
     summary = {"summary": True, "images": len(files), "failed": failed, "labelled": scored,
                "correct": correct, "accuracy": correct / scored if scored else None,

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from device.cliutil import Help, Parser, number, positive, run_main, threads_type
+from device.cliutil import Help, Parser, host_port, number, positive, run_main, threads_type
 from device.errors import UsageError
 
 RUNS_DIR = "runs"   # where `device run` puts its results unless --output says otherwise
@@ -22,13 +22,14 @@ def _add_model(p):
                    help="force one interpreter runtime (default: the first installed)")
 
 
-def build_parser() -> Parser:
-    ap = Parser(prog="device", description=__doc__, formatter_class=Help)
-    sub = ap.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
+def _add_read(p):
+    p.add_argument("--read", choices=["digit", "number"], default="digit",
+                   help="digit: the one digit in view (the tallest); number: every digit in view, "
+                        "in reading order (lines top to bottom, each left to right), one batched "
+                        "inference per frame")
 
-    p = sub.add_parser("run", help="capture, recognise and time every frame", formatter_class=Help,
-                       description="capture -> preprocess -> infer -> postprocess, per-stage "
-                       "latency and memory against a per-frame budget.")
+
+def _add_source(p):
     src = p.add_argument_group("source (exactly one)")
     src.add_argument("--camera", action="store_true", help="the Pi camera module (picamera2)")
     src.add_argument("--camera-index", type=number(int, lo=0, flag="--camera-index"), metavar="N",
@@ -43,7 +44,50 @@ def build_parser() -> Parser:
                    help="decode an MJPG replay to full-size colour frames (default: straight to "
                         "a reduced grayscale frame, like the Pi camera's lores stream)")
     p.add_argument("--loop", action="store_true", help="repeat a replay until stopped")
+
+
+def _source_spec(args):
+    from device.sources import SourceSpec
+
+    return SourceSpec(args.camera, args.camera_index, args.source, args.realtime, args.loop,
+                      fast_decode=not args.full_decode, fps=args.fps)
+
+
+def _add_preview(p):
+    g = p.add_argument_group("live preview and sample collection")
+    g.add_argument("--preview", type=host_port(), metavar="[HOST:]PORT",
+                   help="serve a live page (frame, model input, prediction, latency charts, label "
+                        "buttons) on HOST:PORT (HOST default 127.0.0.1; any other address needs "
+                        "a token)")
+    g.add_argument("--preview-token", metavar="TOKEN",
+                   help="the preview's access token (default: $MNIST_EDGE_PREVIEW_TOKEN, else a "
+                        "new random one for a non-local address; printed in the URL)")
+    g.add_argument("--preview-fps", type=number(float, lo=0.5, hi=30, flag="--preview-fps"), default=10.0,
+                   metavar="N", help="most frames per second the page gets (encoding runs off the loop's thread)")
+    g.add_argument("--collection", metavar="DIR", default="collection",
+                   help="where the page's label buttons and `device collect` save samples "
+                        "(images + labels.csv; created if missing)")
+    g.add_argument("--collect-max-mb", type=positive(float, "--collect-max-mb"), default=200.0,
+                   metavar="MB", help="cap on a collection folder; the oldest samples are evicted first")
+    g.add_argument("--collect-every", type=number(float, lo=0, flag="--collect-every"), default=0.0,
+                   metavar="S", help="`device collect` and --collect-uncertain save at most one "
+                   "sample every S seconds (a camera repeats the same view 30 times a second)")
+
+
+def build_parser() -> Parser:
+    ap = Parser(prog="device", description=__doc__, formatter_class=Help)
+    sub = ap.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=Parser)
+
+    p = sub.add_parser("run", help="capture, recognise and time every frame", formatter_class=Help,
+                       description="capture -> preprocess -> infer -> postprocess, per-stage "
+                       "latency and memory against a per-frame budget.")
+    _add_source(p)
     _add_model(p)
+    _add_read(p)
+    p.add_argument("--labels", metavar="FILE",
+                   help="ground truth: a clip's .labels.json (from make-clip) or a labels.csv "
+                        "(file,label) for a folder; adds per-frame accuracy and the per-class "
+                        "confusion to the summary and the results file")
     p.add_argument("--frames", type=number(int, lo=1, flag="--frames"), metavar="N",
                    help="stop after N frames")
     p.add_argument("--duration", type=positive(float, "--duration"), metavar="S", help="stop after S seconds")
@@ -60,6 +104,26 @@ def build_parser() -> Parser:
                    help="exit 1 when the p99 per-frame total exceeds the budget or no frame was "
                         "processed")
     p.add_argument("--quiet", action="store_true", help="no live prediction lines")
+    _add_preview(p)
+    p.add_argument("--collect-uncertain", metavar="DIR",
+                   help="save every digit read with confidence below --below to this collection, "
+                        "unlabelled, for labelling later")
+    p.add_argument("--below", type=number(float, lo=0, hi=1, lo_open=True, flag="--below"), metavar="P",
+                   help="the confidence threshold of --collect-uncertain (default: 0.8)")
+
+    p = sub.add_parser("collect", help="save the next N frames showing a digit, with its label",
+                       formatter_class=Help, description="Show the camera one digit (or something that "
+                       "is not a digit) and save the next --count frames in which a digit is found "
+                       "to a collection folder, labelled, for `host finetune`.")
+    p.add_argument("--label", required=True, choices=[*"0123456789", "none"],
+                   help="what the camera is shown (none: not a digit)")
+    p.add_argument("--count", type=number(int, lo=1, flag="--count"), default=20, help="samples to save")
+    _add_source(p)
+    _add_model(p)
+    p.add_argument("--duration", type=positive(float, "--duration"), metavar="S", help="give up after S seconds")
+    p.add_argument("--budget-ms", type=positive(float, "--budget-ms"), default=5.0,
+                   help="per-frame budget (the preview's charts)")
+    _add_preview(p)
 
     p = sub.add_parser("bench", help="interpreter benchmark (like benchmark_model)",
                        formatter_class=Help, description="Init time, first inference, warm-up, "
@@ -76,7 +140,9 @@ def build_parser() -> Parser:
                        description="Preprocess and predict each image; with --labels, accuracy.")
     p.add_argument("images", nargs="+", help="image files, folders or globs")
     _add_model(p)
-    p.add_argument("--labels", metavar="CSV", help="labels.csv with columns file,label")
+    _add_read(p)
+    p.add_argument("--labels", metavar="CSV", help="labels.csv with columns file,label (with "
+                   "--read number: the number, its lines separated by spaces)")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per image, then one summary object (all on stdout)")
 
@@ -99,6 +165,18 @@ def build_parser() -> Parser:
                    help="how many digits (1-300: the MNIST test digits shipped with the device side)")
     p.add_argument("--hold", type=number(int, lo=1, flag="--hold"), default=3, help="frames per digit")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same clip)")
+    sc = p.add_argument_group("real scenes (instead of the tidy clip above)")
+    sc.add_argument("--scene", choices=["digit", "number"],
+                    help="render scenes a camera over a desk sees: the paper's edge and the desk, "
+                         "hand and phone shadows, lamp spots, glare, ruled and squared paper, stray "
+                         "marks, small digits, perspective, motion blur, dim light, padded borders; "
+                         "one digit per frame, or numbers of 2-8 digits on one or two lines")
+    sc.add_argument("--frames", type=number(int, lo=1, flag="--frames"), default=300,
+                    help="scene frames (every 10th without a digit)")
+    sc.add_argument("--photos", metavar="DIR", help="cut the digits from the one-digit photos in DIR "
+                    "(with labels.csv, files named <writer>-...) instead of the shipped MNIST sample")
+    sc.add_argument("--writers", metavar="NAME", nargs="+",
+                    help="with --photos: only these writers' photos (e.g. held out from tuning)")
     return ap
 
 
@@ -131,23 +209,30 @@ def _outputs(args) -> tuple[str | None, bool]:
 
 
 def cmd_run(args) -> int:
+    from device import observers
     from device.loop import Limits, run_loop
     from device.recorder import Recorder, RecordOptions, summary_lines
-    from device.sources import SourceSpec, open_source
+    from device.sources import open_source
     from device.step import Step
 
     output, replaces = _outputs(args)
-    source = open_source(SourceSpec(args.camera, args.camera_index, args.source, args.realtime,
-                                    args.loop, fast_decode=not args.full_decode, fps=args.fps))
+    scorer = None
+    if args.labels:
+        from device.scoring import Scorer, Truth
+
+        scorer = Scorer(Truth(args.labels, number=args.read == "number"), args.read)
+    source = open_source(_source_spec(args))
     model = _model(args)
-    step = Step(model)
+    step = Step(model, read=args.read)
     opts = RecordOptions(budget_ms=args.budget_ms, output=output, frames_out=args.frames_out,
-                         quiet=args.quiet, checkpoint_s=args.checkpoint_s)
-    recorder = Recorder(opts, model.describe(), model.timing())
-    with source:  # an unopenable camera or file is a usage error: nothing is written
+                         quiet=args.quiet, checkpoint_s=args.checkpoint_s, read=args.read)
+    recorder = Recorder(opts, model.describe(), model.timing(), scorer=scorer)
+    # The preview binds and collection folders are checked here, before the camera opens.
+    extras = observers.build(args, source, uncertain=args.collect_uncertain, below=args.below)
+    with extras, source:  # an unopenable camera or file is a usage error: nothing is written
         recorder.open()
         try:
-            result = run_loop(step, source, recorder, Limits(args.frames, args.duration))
+            result = run_loop(step, source, recorder, Limits(args.frames, args.duration), extras.observers)
         except BaseException as exc:
             partial = getattr(exc, "partial_result", None)
             if partial is not None and output and partial.frames:
@@ -159,7 +244,7 @@ def cmd_run(args) -> int:
         # Written before the source is released: a camera whose stop hangs cannot lose it.
         if output and result.status != "no_frames":
             result.write(output)
-    for line in summary_lines(result):
+    for line in summary_lines(result) + extras.summary_lines():
         print(line)
     if result.status == "no_frames":
         where = f"; nothing was written to {output}" + (" (the previous file is untouched)" if replaces else "") \
@@ -175,6 +260,32 @@ def cmd_run(args) -> int:
     if args.fail_over_budget and p99 is not None and p99 > args.budget_ms:
         print(f"device: p99 per-frame total {p99:.3f} ms exceeds the {args.budget_ms:g} ms budget",
               file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_collect(args) -> int:
+    from device import observers
+    from device.loop import Limits, run_loop
+    from device.recorder import Recorder, RecordOptions
+    from device.sources import open_source
+    from device.step import Step
+
+    source = open_source(_source_spec(args))
+    model = _model(args)
+    recorder = Recorder(RecordOptions(budget_ms=args.budget_ms, quiet=True), model.describe(), model.timing())
+    extras = observers.build(args, source, label=args.label, count=args.count)
+    with extras, source:
+        result = run_loop(Step(model), source, recorder, Limits(duration=args.duration), extras.observers)
+    saver = extras.savers[0]
+    for line in extras.summary_lines():
+        print(line)
+    if result.status == "source_error":
+        print(f"device: error: {result.error}", file=sys.stderr)
+        return 1
+    if saver.saved < args.count:
+        print(f"device: {saver.saved} of {args.count} samples saved ({result.stop_reason or result.status}; "
+              f"{recorder.frames} frames, {recorder.counts['no_digit']} without a digit)", file=sys.stderr)
         return 1
     return 0
 
@@ -219,7 +330,7 @@ def cmd_classify(args) -> int:
     from device.classify import classify_files
     from device.step import Step
 
-    return classify_files(Step(_model(args)), args.images, args.labels, args.json)
+    return classify_files(Step(_model(args), read=args.read), args.images, args.labels, args.json)
 
 
 def cmd_golden(args) -> int:
@@ -242,6 +353,24 @@ def cmd_make_clip(args) -> int:
 
     check_output(args.out, "make-clip OUT")
     check_output(args.out + ".labels.json", "make-clip OUT")
+    if args.photos and not args.scene:
+        raise UsageError("--photos draws scenes: add --scene digit or --scene number")
+    if args.writers and not args.photos:
+        raise UsageError("--writers picks photos: add --photos DIR")
+    if args.scene:
+        from device.glyphs import mnist_glyphs, photo_glyphs
+        from device.scenes import make_scene_clip
+
+        if args.photos:
+            glyphs = photo_glyphs(args.photos, set(args.writers) if args.writers else None)
+            if not glyphs:
+                raise UsageError(f"--photos {args.photos}: no photo of writer(s) {', '.join(args.writers)}")
+        else:
+            glyphs = mnist_glyphs(*load_sample())
+        doc = make_scene_clip(args.out, glyphs, args.frames, args.scene, seed=args.seed)
+        print(f"{args.out}: {doc['frames']} scene frames ({args.scene}s of {', '.join(doc['writers'])}, "
+              f"every 10th without a digit); labels in {args.out}.labels.json")
+        return 0
     x, y = load_sample()
     doc = make_clip(x, y, args.out, n_digits=args.digits, hold=args.hold, seed=args.seed)
     print(f"{args.out}: {doc['frames']} frames ({args.digits} digits, blank paper every 10th); "
@@ -249,8 +378,8 @@ def cmd_make_clip(args) -> int:
     return 0
 
 
-VERBS = {"run": cmd_run, "bench": cmd_bench, "classify": cmd_classify, "golden": cmd_golden,
-         "info": cmd_info, "make-clip": cmd_make_clip}
+VERBS = {"run": cmd_run, "collect": cmd_collect, "bench": cmd_bench, "classify": cmd_classify,
+         "golden": cmd_golden, "info": cmd_info, "make-clip": cmd_make_clip}
 
 
 def main(argv=None) -> int:

@@ -70,6 +70,27 @@ def threads_type(flag: str = "--threads"):
     return number(int, lo=1, hi=4 * (os.cpu_count() or 1), flag=flag)
 
 
+def host_port(default_host: str = "127.0.0.1", flag: str = "--preview"):
+    """An argparse ``type`` for ``PORT``, ``HOST:PORT`` or ``[IPV6]:PORT`` -> (host, port);
+    port 0 asks the system for a free one."""
+    def parse(text: str) -> tuple[str, int]:
+        host, sep, port = text.strip().rpartition(":")
+        if not sep:
+            host = default_host
+        elif host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        elif ":" in host:
+            raise argparse.ArgumentTypeError(f"{flag} takes PORT or HOST:PORT, an IPv6 address in "
+                                             f"brackets ([::1]:8080) (got {text!r})")
+        if not port.isdigit() or int(port) > 65535:
+            raise argparse.ArgumentTypeError(f"{flag}: port {port!r} is not a number 0-65535 (got {text!r})")
+        if not host or any(c.isspace() or c in "/?#@[]" for c in host):
+            raise argparse.ArgumentTypeError(f"{flag}: {host!r} is not a host name or address (got {text!r})")
+        return host, int(port)
+    parse.__name__ = flag
+    return parse
+
+
 # -- running a CLI ----------------------------------------------------------------------------
 def run_main(prog: str, build_parser: Callable[[], argparse.ArgumentParser],
              verbs: dict[str, Callable], argv=None) -> int:

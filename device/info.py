@@ -9,9 +9,23 @@ from device.runtime import DEFAULT_MODEL, available_backends
 from device.system import machine_info, warnings_for
 
 
+def picamera2_state() -> str:
+    """'0.3.x' when picamera2 imports, else the one-line reason (not installed, or installed
+    but broken, e.g. numpy 2 shadowing apt's numpy 1.x)."""
+    from device.errors import UsageError
+    from device.sources.picam import _import_picamera2
+
+    if importlib.util.find_spec("picamera2") is None:
+        return "no (sudo apt install python3-picamera2; a venv made with --system-site-packages)"
+    try:
+        _, version = _import_picamera2()
+    except UsageError as exc:
+        return f"broken: {exc}"
+    return version or "yes (version unknown)"
+
+
 def cameras() -> dict:
-    return {"v4l2": sorted(glob.glob("/dev/video*")),
-            "picamera2_installed": importlib.util.find_spec("picamera2") is not None,
+    return {"v4l2": sorted(glob.glob("/dev/video*")), "picamera2": picamera2_state(),
             "opencv_installed": importlib.util.find_spec("cv2") is not None}
 
 
@@ -43,9 +57,9 @@ def info_lines() -> list[str]:
         lines.append(f"runtime:      {b['name']:<16}{state}")
     lines.append(f"runtime choice: {runtime_choice()}")
     cams = cameras()
-    lines.append(f"cameras:      picamera2 {'yes' if cams['picamera2_installed'] else 'no'}; "
-                 f"V4L2 {', '.join(cams['v4l2']) or 'none'}; OpenCV "
+    lines.append(f"cameras:      V4L2 {', '.join(cams['v4l2']) or 'none'}; OpenCV "
                  f"{'yes' if cams['opencv_installed'] else 'no'}")
+    lines.append(f"picamera2:    {cams['picamera2']}")
     lines.append(f"model:        {DEFAULT_MODEL} ({'present' if DEFAULT_MODEL.is_file() else 'missing'})")
     lines += [f"warning:      {w}" for w in warnings_for(m)]
     return lines

@@ -2,9 +2,14 @@
 source ends, a limit is reached or a signal arrives.
 
 The loop only wires: :mod:`device.step` processes a frame, :mod:`device.recorder` keeps the
-statistics and side files.  SIGINT / SIGTERM end the run cleanly (the results are written
-complete): between frames through a flag, and while the loop waits for a frame (a stalled
-camera, a paced replay) by interrupting the wait.  A camera that stops delivering is recorded
+statistics and side files, and *observers* (the live preview, sample collection) see each
+frame and its record after that.  An observer runs on the loop's thread, so it must return at
+once (hand work to its own thread, drop rather than queue); it may end the run by returning a
+reason (``device collect`` stops when it has its samples).
+
+SIGINT / SIGTERM end the run cleanly (the results are written complete): between frames
+through a flag, and while the loop waits for a frame (a stalled camera, a paced replay) by
+interrupting the wait.  A camera that stops delivering is recorded
 as a source error.
 """
 
@@ -13,6 +18,7 @@ from __future__ import annotations
 import signal
 import time
 from dataclasses import dataclass
+from typing import Callable, Iterable
 
 from device.errors import SourceError
 from device.recorder import Recorder
@@ -25,6 +31,10 @@ from device.step import Step
 class Limits:
     frames: int | None = None        # stop after N frames
     duration: float | None = None    # stop after S seconds
+
+
+# observer(frame, record) -> None, or a reason to end the run (recorded as the stop reason)
+Observer = Callable[..., "str | None"]
 
 
 class Stopped(Exception):
@@ -57,12 +67,14 @@ class Stopper:
         return False
 
 
-def run_loop(step: Step, source: Source, recorder: Recorder, limits: Limits = Limits()) -> RunResult:
+def run_loop(step: Step, source: Source, recorder: Recorder, limits: Limits = Limits(),
+             observers: Iterable[Observer] = ()) -> RunResult:
     """Run ``step`` on every frame of the (already opened) ``source``; returns the result,
     which the caller writes.  Never raises for a source failure or a signal: they are
     recorded.  Any other exception is a bug: the result is built and attached to it as
     ``exc.partial_result`` so the caller can still write what was measured."""
     recorder.source = source
+    observers = tuple(observers)
     status, reason, error = "ok", "end of source", None
     t_start = time.perf_counter_ns()
     deadline = t_start + int(limits.duration * 1e9) if limits.duration else None
@@ -77,9 +89,16 @@ def run_loop(step: Step, source: Source, recorder: Recorder, limits: Limits = Li
                     break
                 finally:
                     stop.waiting = False
-                recorder.add(step(frame.image, frame.index, frame.name, frame.t_capture_ns, frame.wait_ns))
+                record = step(frame.image, frame.index, frame.name, frame.t_capture_ns, frame.wait_ns)
+                recorder.add(record)
+                done = None
+                for observe in observers:
+                    done = observe(frame, record) or done
                 if stop.signal:
                     raise Stopped(stop.signal)
+                if done:
+                    reason = done
+                    break
                 if limits.frames and recorder.frames >= limits.frames:
                     reason = "frame limit"
                     break

@@ -1,16 +1,22 @@
-"""Camera frame -> MNIST-style model input.
+"""Camera frame -> MNIST-style model inputs.
 
 MNIST digits are white on black, size-normalised into a 20x20 box (aspect kept) and centred by
 centre of mass in 28x28.  A camera sees dark ink (black, blue or red) on lit paper, under
-uneven light, at any size and position.  The steps, each a function a test can call:
+uneven light, hard shadows, beside the paper's edge and the desk, on ruled or squared paper,
+next to other marks, at any size and position.  The steps, each a function a test can call:
 
 1. ``ink_map``: a small grayscale working copy (halved until near ``work_size``); "ink" = how
-   much darker a pixel is than the paper around it.  The paper level is a local maximum filter
-   (a closing), which removes uneven light and shadows wider than a stroke.
-2. ``find_digit``: Otsu threshold on the ink map, connected components, the largest stroke
-   blob plus the blobs near it (a 4 or 5 drawn in two strokes); "no digit" when the contrast
-   or the blob is too small.
-3. ``to_mnist``: crop, scale the ink into [0, 1], fit the longer side into 20 px, and place
+   much darker a pixel is than the paper around it, as a fraction of that paper's brightness.
+   The paper level is a morphological closing wider than a stroke: it fills strokes but keeps
+   a step (a shadow's or the paper's edge) where it is, so a hard shadow edge is not ink, and
+   the ratio makes ink in a shadow as strong as ink in the light.
+2. ``find_blobs``: threshold, outer contours, and for each blob large enough to be a digit its
+   shape: height, aspect, stroke width, contrast, whether it touches the frame's border.
+   ``digit_like`` says which blobs can be digits: not a long strip, not a solid patch (a
+   shadow's corner, a blot), not a ruled line, not a fragment of a larger shadow.
+3. ``find_digit`` (one digit: the tallest digit-like blob and the pieces that belong to it) or
+   ``find_digits`` (every digit, grouped into lines in reading order).
+4. ``to_mnist``: crop, scale the ink into [0, 1], fit the longer side into 20 px, and place
    the centre of mass at the centre of 28x28.
 
 Everything runs at the working size, so a 640x480 frame costs about the same as a 160x120 one.
@@ -24,6 +30,8 @@ import numpy as np
 
 import cv2  # OpenCV is a device dependency; only the preprocessing and the sources need it
 
+from device.blobs import Digit, digits_at
+
 # The images here are tiny (<= 192 px): OpenCV's worker threads cost more in hand-offs than they
 # save, and on a Pi the cores belong to the interpreter.
 cv2.setNumThreads(1)
@@ -32,26 +40,40 @@ cv2.setNumThreads(1)
 @dataclass(frozen=True)
 class PreprocessOptions:
     work_size: int = 128        # target longest side of the working copy, pixels
-    min_contrast: int = 40      # ink must be this much darker than the paper (0-255)
-    min_area: float = 0.002     # smallest digit blob, as a fraction of the working frame
+    min_contrast: int = 40      # ink must be this much darker than its paper (0-255 of the paper)
+    min_height: float = 0.07    # smallest digit, as a fraction of the frame height
+    thick_contrast: int = 110   # thick strokes (seen at level 1 only) must be this dark
+    max_height: float = 0.95
     box: int = 20               # MNIST's size-normalisation box
     size: int = 28              # model input side
 
 
 @dataclass
 class Prepared:
-    """The model input (float32 28x28 in [0, 1]) or None when no digit was found, and the
-    digit's region in frame coordinates (x, y, w, h)."""
+    """The model input (float32 28x28 in [0, 1]) or None when no digit was found, the digit's
+    region in frame coordinates (x, y, w, h), why there is none, and (for several digits) the
+    digit's line, 0 = top."""
     image: np.ndarray | None
     region: tuple[int, int, int, int] | None
     reason: str = ""
+    line: int = 0
 
 
 DEFAULT = PreprocessOptions()
+_K3 = np.ones((3, 3), np.uint8)
 
 
-def ink_map(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> tuple[np.ndarray, float]:
-    """(ink uint8 at working size, scale working/frame).  ``frame``: gray (H, W) or BGR(A)."""
+@dataclass
+class InkMap:
+    """One level of the ink pyramid."""
+    ink: np.ndarray      # uint8, 255 = black ink on its paper
+    gray: np.ndarray     # the working copy at this level
+    paper: np.ndarray    # its paper level
+    scale: float         # this level's size / frame size
+
+
+def working_copy(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> tuple[np.ndarray, float]:
+    """(gray uint8 near ``work_size``, scale working/frame).  ``frame``: gray or BGR(A)."""
     small, scale = frame, 1.0
     if small.ndim == 3:
         if max(small.shape[:2]) > opts.work_size * 3:
@@ -70,57 +92,119 @@ def ink_map(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> tuple[np.nd
     while max(small.shape[:2]) > opts.work_size * 1.5:
         small = cv2.resize(small, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
         scale *= 0.5
-    # The paper's brightness around each pixel: a maximum filter wider than a stroke, computed
-    # on a quarter-size copy (16x cheaper) and smoothed back up.  Ink = paper - pixel, so
-    # uneven light and soft shadows cancel out.
-    h, w = small.shape
-    tiny = cv2.resize(small, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_LINEAR)
-    k = max(3, (max(tiny.shape) // 8) | 1)
-    paper = cv2.blur(cv2.dilate(tiny, np.ones((k, k), np.uint8)), (k, k))
-    paper = cv2.resize(paper, (w, h), interpolation=cv2.INTER_LINEAR)
-    return cv2.subtract(paper, small), scale
+    return small, scale
 
 
-def find_digit(ink: np.ndarray, opts: PreprocessOptions = DEFAULT):
-    """Return (mask uint8 0/255 of the digit's strokes, bbox (x, y, w, h) at working size)
-    or (None, reason)."""
-    if int(ink.max()) < opts.min_contrast:
-        return None, "no ink"
-    thr, binary = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
-    if thr < opts.min_contrast / 2:
-        # Otsu on paper texture alone finds a tiny split; raise it to the contrast floor.
-        _, binary = cv2.threshold(ink, opts.min_contrast / 2, 255, cv2.THRESH_BINARY)
-    # Outer contours, not connected-component labelling: 4x cheaper here, and a filled outer
-    # contour is the blob (its holes are paper, whose ink is ~0 anyway).  There are a handful
-    # of blobs per frame, so plain Python on tuples beats numpy's per-call overhead.
-    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    if not contours:
-        return None, "no ink"
-    H, W = ink.shape
-    boxes = [cv2.boundingRect(c) for c in contours]
-    sizes = [w * h for _, _, w, h in boxes]
-    main = max(range(len(boxes)), key=sizes.__getitem__)
-    mx, my, mw, mh = boxes[main]
-    if cv2.contourArea(contours[main]) + mw + mh < opts.min_area * H * W:
-        return None, "too small"
-    # Blobs near the main one and not negligible belong to the same digit (a 4 or a 5 drawn
-    # in two strokes); specks and far-away marks do not.
-    mgx, mgy = max(2, mw // 2), max(2, mh // 3)
-    floor = 0.08 * sizes[main]
-    keep = [i for i, (x, y, w, h) in enumerate(boxes)
-            if i == main or (sizes[i] >= floor and x <= mx + mw + mgx and x + w >= mx - mgx
-                             and y <= my + mh + mgy and y + h >= my - mgy)]
-    x0 = min(boxes[i][0] for i in keep)
-    y0 = min(boxes[i][1] for i in keep)
-    x1 = max(boxes[i][0] + boxes[i][2] for i in keep)
-    y1 = max(boxes[i][1] + boxes[i][3] for i in keep)
-    mask = binary[y0:y1, x0:x1]
-    if len(keep) < len(contours):
-        # Other marks reach into the digit's box: keep only the digit's own strokes.
-        filled = np.zeros_like(mask)
-        cv2.drawContours(filled, [contours[i] for i in keep], -1, 255, cv2.FILLED, offset=(-x0, -y0))
-        mask = cv2.bitwise_and(filled, mask)
-    return mask, (x0, y0, x1 - x0, y1 - y0)
+def ink_map(gray: np.ndarray, k: int, scale: float = 1.0) -> InkMap:
+    """Ink of ``gray`` against a paper level estimated by a ``k``x``k`` closing."""
+    # The paper's brightness: a closing (max then min filter) wider than the strokes.  It fills
+    # strokes and keeps steps in place, unlike a max filter alone, which would spread the lit
+    # side of a shadow's edge over the dark side and make a band of false ink there.
+    paper = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    # Ink as a fraction of the paper's level: a stroke in a shadow is as strong as in the light.
+    # The floor keeps a dark desk's texture (paper level near 0) from being amplified to ink.
+    ink = cv2.divide(cv2.subtract(paper, gray), cv2.max(paper, 40), scale=255)
+    return InkMap(ink, gray, paper, scale)
+
+
+def find_digits(frame: np.ndarray, opts: PreprocessOptions = DEFAULT, every: bool = True) -> list[Digit]:
+    """The digits in view (``every``), or the tallest one, unordered.
+
+    A closing fills every dark feature narrower than its kernel, the finger of a hand's shadow
+    as well as a stroke, so one kernel wide enough for a large digit's marker strokes would
+    turn the fingers beside a small digit into ink.  Two levels: level 0 (the working copy,
+    strokes up to ~8 px) sees small and thin digits and not the fingers around them; level 1
+    (half size, strokes up to ~20 working pixels) is looked at only when level 0 found nothing
+    or found thick strokes, and keeps only thick dark ones (a marker's; a shadow's finger is
+    pale).  A digit seen at both is kept at level 0 unless level 0 saw only fragments of it:
+    pieces not covering level 1's box, or paler than level 1 saw (the edges of a stroke too
+    wide for level 0's kernel)."""
+    small, scale = working_copy(frame, opts)
+    side = max(small.shape)
+    k0 = max(5, (side // 18) | 1)
+    fine, dark_refused = digits_at(ink_map(small, k0, scale), opts, every)
+    look = fine if every else fine[:1]
+    if fine and not dark_refused and not any(_maybe_thick(d, k0) for d in look):
+        return fine
+    half = cv2.resize(small, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    for c in digits_at(ink_map(half, max(5, (side // 14) | 1), scale * 0.5), opts, every, thick=True)[0]:
+        box = c.frame_box()
+        inside = [f for f in fine if _overlaps(f.frame_box(), box)]
+        if every and _side_by_side(inside):
+            continue   # at half size, neighbouring digits of a number run together
+        if inside:
+            # Level 0 saw it whole (its pieces cover the box, as dark, with no unfilled stroke
+            # under it): keep level 0.
+            whole = _area(_intersection(_union([f.frame_box() for f in inside]), box)) >= 0.8 * _area(box)
+            if whole and c.seed.contrast <= 1.25 * max(f.seed.contrast for f in inside) \
+                    and not any(_maybe_thick(f, k0) for f in inside):
+                continue
+            fine = [f for f in fine if f not in inside]
+        fine.append(c)
+    return fine
+
+
+def _side_by_side(digits: list[Digit]) -> bool:
+    """Two of these digits share no column: neighbours on a line, not pieces of one digit."""
+    boxes = sorted(d.frame_box() for d in digits)
+    return any(b[0] >= a[2] for a, b in zip(boxes, boxes[1:]))
+
+
+def _maybe_thick(d: Digit, k: int) -> bool:
+    """Could level 0 have seen only part of this digit?  Its strokes are near the kernel's
+    width, or the paper level under it dips (a stroke the closing could not fill stays dark in
+    the paper estimate)."""
+    if max(p.stroke for p in d.parts) >= 0.6 * k:
+        return True
+    paper = d.im.paper[d.y0:d.y1, d.x0:d.x1]
+    return cv2.minMaxLoc(paper)[0] < 0.65 * cv2.mean(paper)[0]
+
+
+def _area(b) -> float:
+    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+
+
+def _intersection(a, b):
+    return (max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
+
+
+def _union(boxes):
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def _overlaps(a, b) -> bool:
+    """Boxes (x0, y0, x1, y1) overlapping by half the smaller one's area."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return w > 0 and h > 0 and w * h >= 0.5 * min(_area(a), _area(b))
+
+
+def reading_order(digits: list[Digit]) -> list[list[Digit]]:
+    """Lines of digits, top to bottom, each left to right.  A line is chained from left to
+    right, each digit overlapping the previous one's rows, so a tilted line stays one line.
+    Marks much smaller than the digits around them (a dot, a dash) are dropped."""
+    if not digits:
+        return []
+    heights = sorted(d.frame_box()[3] - d.frame_box()[1] for d in digits)
+    floor = 0.5 * heights[len(heights) // 2]
+    lines: list[list[Digit]] = []
+    for d in sorted(digits, key=lambda d: d.frame_box()[0]):
+        x0, y0, x1, y1 = d.frame_box()
+        if y1 - y0 < floor:
+            continue
+        best, score = None, 0.0
+        for line in lines:
+            lx0, ly0, lx1, ly1 = line[-1].frame_box()
+            shared = min(y1, ly1) - max(y0, ly0)
+            frac = shared / min(y1 - y0, ly1 - ly0)
+            if frac >= 0.4 and x0 - lx1 <= 2.5 * max(y1 - y0, ly1 - ly0) and frac > score:
+                best, score = line, frac
+        if best is None:
+            lines.append([d])
+        else:
+            best.append(d)
+    lines.sort(key=lambda line: sum(d.frame_box()[1] + d.frame_box()[3] for d in line) / len(line))
+    return lines
 
 
 def to_mnist(ink: np.ndarray, mask: np.ndarray, bbox, opts: PreprocessOptions = DEFAULT) -> np.ndarray:
@@ -162,20 +246,38 @@ def to_unit(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float32) * np.float32(1 / 255)
 
 
-_K3 = np.ones((3, 3), np.uint8)
+def _checked(frame):
+    if frame is None or frame.size == 0 or frame.ndim not in (2, 3):
+        return None
+    if frame.dtype != np.uint8:
+        frame = np.clip(frame, 0, 255).astype(np.uint8)
+    return frame
+
+
+def _prepared(d: Digit, opts: PreprocessOptions, line: int = 0) -> Prepared:
+    box = (d.x0, d.y0, d.x1 - d.x0, d.y1 - d.y0)
+    s = d.im.scale
+    region = (int(d.x0 / s), int(d.y0 / s), int(round(box[2] / s)), int(round(box[3] / s)))
+    return Prepared(to_mnist(d.im.ink, d.mask(), box, opts), region, line=line)
 
 
 def prepare(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> Prepared:
-    """The whole chain: frame (gray or BGR) -> :class:`Prepared`."""
-    if frame is None or frame.size == 0 or frame.ndim not in (2, 3):
+    """One digit (the tallest in view): frame (gray or BGR) -> :class:`Prepared`, with
+    ``image`` None and a ``reason`` when nothing in view is digit-like."""
+    frame = _checked(frame)
+    if frame is None:
         return Prepared(None, None, "empty frame")
-    if frame.dtype != np.uint8:
-        frame = np.clip(frame, 0, 255).astype(np.uint8)
-    ink, scale = ink_map(frame, opts)
-    mask, found = find_digit(ink, opts)
-    if mask is None:
-        return Prepared(None, None, found)
-    image = to_mnist(ink, mask, found, opts)
-    x, y, w, h = found
-    region = (int(x / scale), int(y / scale), int(round(w / scale)), int(round(h / scale)))
-    return Prepared(image, region)
+    digits = find_digits(frame, opts, every=False)
+    if not digits:
+        return Prepared(None, None, "no digit")
+    return _prepared(max(digits, key=lambda d: (d.y1 - d.y0) / d.im.scale), opts)
+
+
+def prepare_all(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> list[Prepared]:
+    """Every digit in view, in reading order (lines top to bottom, each left to right), each
+    with its 28x28 input, its region and its ``line``; empty when there is none."""
+    frame = _checked(frame)
+    if frame is None:
+        return []
+    return [_prepared(d, opts, i) for i, line in enumerate(reading_order(find_digits(frame, opts)))
+            for d in line]

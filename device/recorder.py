@@ -37,9 +37,11 @@ class RecordOptions:
 
 
 class Recorder:
-    def __init__(self, opts: RecordOptions, model_info: dict, timing: dict, out=sys.stdout, err=sys.stderr):
+    def __init__(self, opts: RecordOptions, model_info: dict, timing: dict, out=None, err=None,
+                 scorer=None):
         self.opts, self.model_info, self.timing = opts, model_info, timing
-        self.out, self.err = out, err
+        self.out, self.err = out or sys.stdout, err or sys.stderr   # per instance: stdout may be redirected
+        self.scorer = scorer             # a device.scoring.Scorer with --labels
         self.stats = {name: Stat() for name in RUN_STAGES}
         self.counts = {"no_digit": 0, "digits": 0}
         self.predictions = np.zeros(10, dtype=np.int64)
@@ -99,9 +101,10 @@ class Recorder:
         else:
             self.counts["no_digit"] += 1
         self.frames += 1
+        scored = self.scorer.add(rec) if self.scorer is not None else None
         if self._side is not None:
             try:
-                self._side.write(json.dumps(rec.to_json()) + "\n")
+                self._side.write(json.dumps(rec.to_json() | (scored or {})) + "\n")
             except OSError as exc:
                 self._side_failed(exc)
         if self.frames == WARMUP_FRAMES:
@@ -137,14 +140,15 @@ class Recorder:
                     "rss_growth_kb": (mem_end["rss_kb"] - base["rss_kb"])
                     if mem_end["rss_kb"] and base["rss_kb"] else None},
             counts=counts, predictions=self.predictions.tolist(), timing=self.timing,
-            outputs=self.outputs)
+            accuracy=self.scorer.to_json() if self.scorer is not None else None, outputs=self.outputs)
 
 
 def live_line(rec: FrameRecord) -> str:
     if rec.digits and len(rec.digits) == 1 and rec.digits[0].line == 0:
         what = f"digit {rec.prediction}  {rec.confidence:6.1%}"
     elif rec.digits:
-        what = f"read {rec.text!r} ({len(rec.digits)} digits, min {min(d.confidence for d in rec.digits):.0%})"
+        what = f"read {rec.text!r}  " + " ".join(
+            f"{d.prediction}:{d.confidence:.0%}@{','.join(str(int(v)) for v in d.box)}" for d in rec.digits)
     else:
         what = "no digit     "
     return f"frame {rec.index:>7}  {what}  total {rec.total_ns / 1e6:6.3f} ms"
@@ -175,6 +179,10 @@ def summary_lines(r: RunResult) -> list[str]:
     c = r.counts
     lines.append(f"no digit: {c.get('no_digit', 0)}, unreadable frames: {c.get('unreadable', 0)}, "
                  f"skipped files: {c.get('skipped', 0)}, dropped frames: {c.get('dropped', 0)}")
+    if r.accuracy:
+        from device.scoring import accuracy_lines
+
+        lines += accuracy_lines(r.accuracy)
     for name, o in r.outputs.items():
         if o.get("error"):
             lines.append(f"{name}: {o['path']} incomplete ({o['error']})")

@@ -621,17 +621,51 @@ def exec_line(argv: list) -> str:
     return " ".join(words)
 
 
-def unit_text(root: Root) -> str:
+PREVIEW_RE = re.compile(r"(?:(127\.0\.0\.1|localhost|0\.0\.0\.0|[0-9]{1,3}(?:\.[0-9]{1,3}){3}):)?([0-9]{1,5})")
+
+
+def check_preview(addr: str | None) -> tuple | None:
+    """``[HOST:]PORT`` for the service's live preview -> (host, port), or Refused."""
+    if not addr:
+        return None
+    m = PREVIEW_RE.fullmatch(addr)
+    if not m or not 1 <= int(m.group(2)) <= 65535:
+        raise Refused(f"bad --preview {ascii(addr)}: give PORT or IPV4:PORT (e.g. 8080 or 0.0.0.0:8080)")
+    return (m.group(1) or "127.0.0.1", int(m.group(2)))
+
+
+def preview_env(root: Root) -> str:
+    """ROOT/preview.env: the LAN preview's token, made once (mode 0600) and kept across
+    releases and restarts, so an open page reconnects; read by systemd, never on a command line
+    (``ps`` and ``systemctl show`` would show it)."""
+    import secrets
+
+    path = os.path.join(root.path, "preview.env")
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"MNIST_EDGE_PREVIEW_TOKEN={secrets.token_urlsafe(24)}\n")
+    return path
+
+
+def unit_text(root: Root, preview: tuple | None = None) -> str:
     # --checkpoint-s: a service never "ends", so its results file is rewritten every minute
     # for deploy.sh --bench, the fleet report and the preview to read.
     argv = [os.path.join(root.current, "bin", "device"), "run", "--camera", "--quiet",
             "--output", os.path.join(root.reports, "service-results.json"), "--checkpoint-s", "60"]
+    env_file = ""
+    if preview:
+        host, port = preview
+        # Collections live outside releases/, so a new release keeps what was collected.
+        argv += ["--preview", f"{host}:{port}", "--collection", os.path.join(root.path, "collection")]
+        if host not in ("127.0.0.1", "localhost"):
+            env_file = f"EnvironmentFile={preview_env(root)}\n"
     return f"""[Unit]
 Description=mnist-edge: recognise digits from the camera
 
 [Service]
 ExecStart={exec_line(argv)}
-Environment=PYTHONUNBUFFERED=1
+{env_file}Environment=PYTHONUNBUFFERED=1
 Restart=on-failure
 RestartSec=5
 # Exit 2 is a usage error (bad option, no camera): restarting every 5 s cannot fix it.
@@ -700,10 +734,10 @@ def service_checks() -> dict:
     return out
 
 
-def step_service(root: Root) -> dict:
+def step_service(root: Root, preview: str | None = None) -> dict:
     if not root.current_name():
         raise Refused(f"no current release under {root.path}; deploy one first")
-    text = unit_text(root)
+    text = unit_text(root, check_preview(preview))
     checks = service_checks()
     path = unit_path()
     old = open(path).read() if os.path.exists(path) else None
@@ -1049,7 +1083,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = step("rollback", "back to the previous good release")
     p.add_argument("--from", dest="from_name", help="only if this release is current (safe to repeat)")
     p.add_argument("--dry-run", action="store_true", help="say where current would go; change nothing")
-    step("service", "install and start the systemd user unit")
+    step("service", "install and start the systemd user unit").add_argument(
+        "--preview", metavar="[HOST:]PORT", help="serve the live preview (127.0.0.1 unless HOST; "
+        "any other bind is protected by a token kept in ROOT/preview.env)")
     p = step("pack", "(workstation) build a payload", root=False)
     p.add_argument("--model", required=True)
     p.add_argument("--out", required=True)
@@ -1107,7 +1143,7 @@ def run(args) -> dict:
         return step_switch(root, args.release, args.keep)
     if s == "rollback":
         return step_rollback(root, args.from_name, args.dry_run)
-    return step_service(root)
+    return step_service(root, args.preview)
 
 
 def main(argv=None) -> int:

@@ -218,14 +218,14 @@ class SuiteResult(Document):
 
 @dataclass(kw_only=True)
 class TechniqueResult(Document):
-    """``host distill`` / ``prune-channels`` / ``export-onnx``: one measured technique.  The
-    section is the technique's own figures; ``technique`` says which."""
+    """``host distill`` / ``prune-channels`` / ``export-onnx`` / ``finetune``: one measured
+    technique.  The section is the technique's own figures; ``technique`` says which."""
     KIND: ClassVar[str] = "technique"
-    technique: str                   # distill | prune_channels | export_onnx
+    technique: str                   # distill | prune_channels | export_onnx | finetune
     figures: dict
     wall_seconds: float | None = None
 
-    NAMES: ClassVar[tuple] = ("distill", "prune_channels", "export_onnx")
+    NAMES: ClassVar[tuple] = ("distill", "prune_channels", "export_onnx", "finetune")
 
     def validate(self):
         super().validate()

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from device.preprocess import DEFAULT as DEFAULT_PRE, PreprocessOptions, prepare
+from device.preprocess import DEFAULT as DEFAULT_PRE, PreprocessOptions, prepare, prepare_all
 from device.runtime import Model
 
-READ_MODES = ("digit",)
+READ_MODES = ("digit", "number")
 
 
 @dataclass
@@ -90,7 +90,9 @@ class Step:
 
     Args:
         model: a loaded :class:`~device.runtime.Model` (its interpreter is built once).
-        read: "digit" - the one digit in view.
+        read: "digit" - the one digit in view (the tallest); "number" - every digit in view,
+            in reading order (lines top to bottom, each left to right), all through the model
+            in one batched invoke.
         preprocess: options of the camera-frame -> 28x28 preprocessing.
     """
 
@@ -105,6 +107,8 @@ class Step:
         if not given); ``wait_ns``: how long the caller waited for it."""
         if t0 is None:
             t0 = time.perf_counter_ns()
+        if self.read == "number":
+            return self._number(image, index, name, t0, wait_ns)
         prep = prepare(image, self.opts)
         t1 = time.perf_counter_ns()
         digits, inference_ns = [], None
@@ -118,4 +122,21 @@ class Step:
             t2 = t1
         t3 = time.perf_counter_ns()
         return FrameRecord(index, name, digits, prep.reason if not digits else "", wait_ns,
+                           t1 - t0, inference_ns, t3 - t2, t3 - t0)
+
+    def _number(self, image, index, name, t0, wait_ns) -> FrameRecord:
+        found = prepare_all(image, self.opts)
+        t1 = time.perf_counter_ns()
+        digits, inference_ns = [], None
+        if found:
+            scores = self.model.predict_batch(np.stack([p.image for p in found]))
+            t2 = time.perf_counter_ns()
+            inference_ns = t2 - t1
+            for p, s in zip(found, scores):
+                k, conf = postprocess(s)
+                digits.append(Digit(p.region, k, conf, p.image, p.line))
+        else:
+            t2 = t1
+        t3 = time.perf_counter_ns()
+        return FrameRecord(index, name, digits, "" if digits else "no digit", wait_ns,
                            t1 - t0, inference_ns, t3 - t2, t3 - t0)

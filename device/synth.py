@@ -72,28 +72,45 @@ def make_clip(digits: np.ndarray, labels: np.ndarray, out: str | Path, n_digits:
     blank paper).  Each digit is held for ``hold`` frames (re-rendered each time: light, noise and
     JPEG change as in a live camera); every ``blank_every``-th shot is blank paper.
     Returns the labels document."""
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(digits), size=min(n_digits, len(digits)), replace=False)
+
+    def shots():
+        for k, i in enumerate(pick):
+            todo = [(digits[i], int(labels[i]))]
+            if blank_every and k % blank_every == blank_every - 1:
+                todo.append((None, None))
+            for img, lab in todo:
+                for _ in range(hold):
+                    yield render_frame(img, rng, size), lab, None
+
+    return write_clip(out, shots(), fps=fps, size=size, meta={"seed": seed})
+
+
+def write_clip(out: str | Path, shots, fps: float = 30.0, size=(640, 480), meta: dict | None = None) -> dict:
+    """Write the frames of ``shots`` ((frame BGR, label, record or None) each) as an MJPG
+    ``.avi`` and ``<clip>.labels.json``: ``labels`` (one per frame: a digit, a number string
+    with its lines joined by a space, or null for no digit), ``records`` (the per-frame records,
+    when the shots have them) and ``meta``.  Returns the labels document."""
     out = Path(out)
     if out.suffix.lower() != ".avi":
         raise UsageError(f"clip {out} must be an .avi (MJPG) file")
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(digits), size=min(n_digits, len(digits)), replace=False)
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), fps, tuple(size))
     if not writer.isOpened():
         raise UsageError(f"cannot write video {out}")
-    frame_labels: list[int | None] = []
+    frame_labels: list = []
+    records: list = []
     try:
-        for k, i in enumerate(pick):
-            shots = [(digits[i], int(labels[i]))]
-            if blank_every and k % blank_every == blank_every - 1:
-                shots.append((None, None))
-            for img, lab in shots:
-                for _ in range(hold):
-                    writer.write(render_frame(img, rng, size))
-                    frame_labels.append(lab)
+        for frame, lab, rec in shots:
+            writer.write(frame)
+            frame_labels.append(lab)
+            records.append(rec)
     finally:
         writer.release()
-    doc = {"clip": out.name, "fps": fps, "size": list(size), "seed": seed, "frames": len(frame_labels),
+    doc = {"clip": out.name, "fps": fps, "size": list(size), **(meta or {}), "frames": len(frame_labels),
            "labels": frame_labels}
+    if any(r is not None for r in records):
+        doc["records"] = records
     atomic_write_json(str(out) + ".labels.json", doc)
     return doc
 

@@ -52,3 +52,184 @@ def test_gray_and_bgra_frames_agree():
     c = prepare(cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA))
     assert a.region == b.region == c.region
     assert np.abs(a.image - b.image).max() < 0.05
+
+
+# -- real scenes (issue 13) -------------------------------------------------------------------
+
+PLAIN = dict(p_edge=0, p_shadow=0, p_ruled=0, p_squared=0, p_stray=0, p_spot=0, p_glare=0, p_motion=0,
+             p_lowlight=0, p_border=0)
+
+
+def _scene_glyphs():
+    from device.glyphs import mnist_glyphs
+    from device.synth import load_sample
+
+    x, y = load_sample()
+    return mnist_glyphs(x[:100], y[:100])
+
+
+def _on_digit(region, box) -> bool:
+    """The found region is the digit: its centre inside the true box and its size close."""
+    x, y, w, h = region
+    bx, by, bw, bh = box
+    return bx <= x + w / 2 <= bx + bw and by <= y + h / 2 <= by + bh and 0.6 * bh <= h <= 1.4 * bh
+
+
+def _shadowed_paper(edge_x0=260, edge_x1=380, dark=0.45):
+    """Lit paper with a hard shadow's straight edge crossing it (the right part in shadow)."""
+    yy, xx = np.mgrid[0:480, 0:640]
+    edge = edge_x0 + (edge_x1 - edge_x0) * yy / 480
+    light = np.where(xx > edge, 1.0 - dark, 1.0)
+    return cv2.GaussianBlur((215 * light).astype(np.float32), (0, 0), 0.8)
+
+
+def _put_digit(img, text, org, scale, value, thick):
+    """Draw a digit with cv2.putText; returns its box (x, y, w, h)."""
+    mask = np.zeros(img.shape[:2], np.uint8)
+    cv2.putText(mask, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, 255, thick)
+    img[mask > 0] = value
+    ys, xs = np.nonzero(mask)
+    return xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+
+
+def _close(region, box, tol=12) -> bool:
+    return all(abs(a - b) <= tol for a, b in zip(region, box))
+
+
+def test_hard_shadow_edge_is_not_a_digit():
+    # The issue's failure: a max-filter background spread the lit side over the shadow and
+    # made a band of "ink" along the edge; the closing keeps the step where it is.
+    frame = np.clip(_shadowed_paper(), 0, 255).astype(np.uint8)
+    assert prepare(frame).image is None
+    with_digit = frame.copy()
+    box = _put_digit(with_digit, "3", (120, 330), 7, 30, 14)
+    p = prepare(with_digit)
+    assert p.image is not None and _close(p.region, box), (p.region, box)  # the 3, not the edge
+
+
+def test_digit_inside_the_shadow_and_across_its_edge():
+    frame = _shadowed_paper(300, 300)
+    for x0 in (380, 250):   # wholly in the shadow, then across its edge
+        img = frame.copy()
+        mask = np.zeros(img.shape, np.uint8)
+        box = _put_digit(mask, "7", (x0, 330), 7, 255, 14)
+        img = np.where(mask > 0, img * 0.2, img).astype(np.uint8)   # ink darkens lit and shadowed paper alike
+        p = prepare(img)
+        assert p.image is not None and _close(p.region, box), (p.region, box)
+
+
+def test_paper_edge_with_a_dark_desk():
+    frame = np.full((480, 640), 205, np.uint8)
+    rng = np.random.default_rng(0)
+    grain = cv2.resize(rng.uniform(-1, 1, (48, 3)).astype(np.float32), (180, 480), interpolation=cv2.INTER_CUBIC)
+    frame[:, 460:] = np.clip(55 + 18 * grain, 0, 255).astype(np.uint8)      # a wood desk, grain along y
+    frame[:, 455:460] = 35                                                  # the sheet's thin shadow
+    assert prepare(frame).image is None
+    box = _put_digit(frame, "5", (200, 330), 6, 40, 12)
+    p = prepare(frame)
+    assert p.image is not None and _close(p.region, box), (p.region, box)
+
+
+def test_padded_border_strip_is_not_a_digit():
+    frame = np.full((480, 640), 200, np.uint8)
+    cv2.line(frame, (0, 60), (640, 60), 60, 3)
+    frame[:40] = frame[40]            # a camera replicating a row into its top border
+    frame[:, :30] = 20                # and a black bar down the left
+    assert prepare(frame).image is None
+
+
+@pytest.mark.parametrize("condition", ["p_shadow", "p_edge", "p_ruled", "p_squared", "p_stray", "small"])
+def test_hard_scenes_find_the_digit(condition):
+    from device.scenes import SceneOptions, scene
+
+    opts = SceneOptions(**PLAIN, min_height=0.10, max_height=0.12) if condition == "small" else \
+        SceneOptions(**(PLAIN | {condition: 1.0}))
+    glyphs = _scene_glyphs()
+    found = 0
+    for i in range(10):
+        frame, _, rec = scene(glyphs, 11, i, "digit", blank_every=0, opts=opts)
+        p = prepare(frame)
+        found += p.image is not None and _on_digit(p.region, rec["digits"][0]["box"])
+    assert found >= 9, (condition, found)
+
+
+def test_blank_scenes_are_no_digit():
+    from device.scenes import SceneOptions, scene
+
+    glyphs = _scene_glyphs()
+    hostile = SceneOptions(p_edge=0.8, p_shadow=0.8, p_ruled=0.3, p_squared=0.3, p_stray=0.5, p_glare=0.3)
+    for i in range(12):
+        frame, rows, _ = scene(glyphs, 12, i, "digit", blank_every=1, opts=hostile)
+        assert rows is None and prepare(frame).image is None, i
+
+
+# -- several digits --------------------------------------------------------------------------
+
+class _Box:
+    def __init__(self, x0, y0, x1, y1):
+        self.box = (x0, y0, x1, y1)
+
+    def frame_box(self):
+        return self.box
+
+
+def test_reading_order_lines_tilt_and_strays():
+    from device.preprocess import reading_order
+
+    # Two lines; the first tilts down by more than a digit's height from end to end.
+    line1 = [_Box(20 + 40 * i, 50 + 9 * i, 50 + 40 * i, 90 + 9 * i) for i in range(7)]
+    line2 = [_Box(30 + 45 * i, 170, 60 + 45 * i, 210) for i in range(3)]
+    dot = _Box(400, 100, 405, 105)        # a mark far smaller than the digits
+    shuffled = [line2[1], line1[4], dot, line1[0], line2[0], line1[6], line1[2], line2[2], line1[1],
+                line1[5], line1[3]]
+    lines = reading_order(shuffled)
+    assert lines == [line1, line2]
+    assert reading_order([]) == []
+
+
+def _read(model, frame):
+    from device.preprocess import prepare_all
+
+    found = prepare_all(frame)
+    if not found:
+        return "", []
+    preds = model.predict_batch(np.stack([p.image for p in found])).argmax(axis=1)
+    lines = {}
+    for p, k in zip(found, preds):
+        lines[p.line] = lines.get(p.line, "") + str(int(k))
+    return " ".join(lines[k] for k in sorted(lines)), found
+
+
+def test_two_lines_of_digits_read_in_order():
+    from device.runtime import Model
+    from device.scenes import SceneOptions, render_scene
+
+    glyphs = _scene_glyphs()
+    by = {}
+    for g in glyphs:
+        by.setdefault(g.label, g)
+    rows = [[by[4], by[0], by[7]], [by[2], by[9]]]
+    frame, rec = render_scene(rows, np.random.default_rng(5), SceneOptions(**PLAIN))
+    text, found = _read(Model(), frame)
+    assert [p.line for p in found] == [0, 0, 0, 1, 1]
+    assert [p.region[0] for p in found[:3]] == sorted(p.region[0] for p in found[:3])
+    assert text == "407 29"
+
+
+def test_sheet_of_ten_photos_reads_as_its_rows(photos_dir):
+    """Each writer's ten dev photos written as a 3-3-3-1 sheet on plain paper."""
+    from device.runtime import Model
+    from device.glyphs import photo_glyphs
+    from device.scenes import SceneOptions, render_scene
+
+    model = Model()
+    glyphs = photo_glyphs(photos_dir)
+    read = {}
+    for i, who in enumerate(sorted({g.source for g in glyphs})):
+        by = {g.label: g for g in glyphs if g.source == who}
+        rows = [[by[d] for d in r] for r in ([0, 1, 2], [3, 4, 5], [6, 7, 8], [9])]
+        frame, _ = render_scene(rows, np.random.default_rng(i), SceneOptions(size=(480, 640), **PLAIN))
+        read[who] = _read(model, frame)[0]
+    right = [w for w, t in read.items() if t == "012 345 678 9"]
+    # Known short of 10/10: a hairline pen (Mogith-P-N) vanishes at the 120x160 working size.
+    assert len(right) >= 8, read

@@ -199,6 +199,33 @@ def test_unit_file_passes_systemd_analyze_for_an_awkward_root(tmp_path, monkeypa
     assert not (tmp_path / "pwned").exists()
 
 
+def test_unit_with_the_preview(tmp_path):
+    """--preview: loopback by default; a LAN bind gets its token from a 0600 file made once
+    (never on the command line); bad addresses are refused."""
+    top = tmp_path / "root"
+    device = top / "releases" / NAME1 / "bin" / "device"
+    device.parent.mkdir(parents=True)
+    device.write_text("#!/bin/sh\nexit 0\n")
+    device.chmod(0o755)
+    (top / "current").symlink_to(f"releases/{NAME1}")
+    root = release.Root(str(top))
+    unit = tmp_path / "mnist-edge.service"
+    unit.write_text(release.unit_text(root, release.check_preview("8080")))
+    assert '"--preview" "127.0.0.1:8080"' in unit.read_text() and "EnvironmentFile" not in unit.read_text()
+    assert systemd_verify(unit).returncode == 0
+    unit.write_text(release.unit_text(root, release.check_preview("0.0.0.0:8080")))
+    env = top / "preview.env"
+    assert f"EnvironmentFile={env}" in unit.read_text() and (env.stat().st_mode & 0o777) == 0o600
+    token = env.read_text()
+    assert token.startswith("MNIST_EDGE_PREVIEW_TOKEN=") and token.split("=", 1)[1].strip() not in unit.read_text()
+    release.unit_text(root, release.check_preview("0.0.0.0:8080"))
+    assert env.read_text() == token                      # kept: an open page reconnects
+    assert systemd_verify(unit).returncode == 0
+    for bad in ("a;b", "99999", "host:80", "1.2.3.4:", ":80"):
+        with pytest.raises(release.Refused):
+            release.check_preview(bad)
+
+
 # --- release bookkeeping on a local root -------------------------------------------------------
 
 def fake_release(top: Path, name: str, venv: str, smoke_ok: bool = True, good: bool = False):

@@ -80,3 +80,16 @@ def test_device_cli_bad_model_exit_2(tmp_path, capsys):
     assert main(["bench", str(junk), "--runs", "5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a TFLite model" in err[0]
+
+
+def test_predict_batch_equals_one_invoke_per_image(mnist):
+    from device.runtime import DEFAULT_MODEL
+
+    m = Model(DEFAULT_MODEL, threads=1)
+    assert m.batchable  # the shipped model's batch dimension is dynamic (-1)
+    x = (mnist.x_test[:11] / 255.0).astype(np.float32)
+    one_by_one = m.predict_many(x)
+    for n in (8, 3, 11, 1):  # the tensor is resized as N changes, and back for predict()
+        assert np.array_equal(m.predict_batch(x[:n]), one_by_one[:n])
+        assert np.array_equal(m.predict(x[0]), one_by_one[0])
+    assert m.predict_batch(x[:0]).shape == (0, 10)

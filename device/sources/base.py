@@ -27,7 +27,9 @@ from device.errors import UsageError
 @dataclass
 class Frame:
     index: int              # 0-based, counts delivered frames only
-    image: np.ndarray       # gray (H, W) or BGR (H, W, 3), uint8
+    # gray (H, W) or BGR (H, W, 3), uint8; the receiver's to keep: a source never reuses or
+    # releases it (the preview reads it on its own thread after the loop has moved on)
+    image: np.ndarray
     t_capture_ns: int       # perf_counter_ns when the frame became available
     wait_ns: int            # how long the loop waited for it (the capture stage)
     name: str = ""          # file name for image replays

@@ -9,6 +9,9 @@ Safety first, because a folder is whatever a user (or anyone with write access) 
   :data:`MAX_PIXELS`: a JPEG is decoded at 1/2, 1/4 or 1/8 scale by libjpeg (cheap); other
   formats are refused with a message.  OpenCV's own ceiling (``OPENCV_IO_MAX_IMAGE_PIXELS``,
   set in ``device/__init__.py``) is the same figure for the formats whose header we do not parse.
+
+A folder or glob leaves out ``*.input.png``: in a sample collection (:mod:`device.collection`)
+those are the 28x28 model inputs saved beside each camera crop, not camera images.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from device import MAX_IMAGE_PIXELS
 from device.errors import UsageError
 from device.sources.base import Replay, opencv
 
+MODEL_INPUT_SUFFIX = ".input.png"
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pnm"}
 MAX_PIXELS = MAX_IMAGE_PIXELS  # a 12 MP camera photo is 12 M; 40 M decodes to 120 MB of BGR
 HEADER_BYTES = 256 * 1024      # JPEG's size marker can follow up to 64 KB of EXIF and more
@@ -42,6 +46,10 @@ def is_regular(path) -> bool:
         return False
 
 
+def _listed(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_EXTS and not name.lower().endswith(MODEL_INPUT_SUFFIX)
+
+
 def list_images(spec: str) -> list[str] | None:
     """A folder (its image files, sorted), an existing file (taken literally, even with glob
     characters in its name), or a glob.  None when ``spec`` is none of these; UsageError when
@@ -49,14 +57,13 @@ def list_images(spec: str) -> list[str] | None:
     out of folders and globs."""
     p = Path(spec)
     if p.is_dir():
-        files = sorted(str(f) for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS and is_regular(f))
+        files = sorted(str(f) for f in p.iterdir() if _listed(f.name) and is_regular(f))
     elif p.exists() or p.is_symlink():
         if p.suffix.lower() not in IMAGE_EXTS:
             return None
         files = [str(p)]
     elif any(ch in spec for ch in "*?["):
-        files = sorted(f for f in globmod.glob(spec)
-                       if Path(f).suffix.lower() in IMAGE_EXTS and is_regular(f))
+        files = sorted(f for f in globmod.glob(spec) if _listed(Path(f).name) and is_regular(f))
     else:
         return None
     if not files:

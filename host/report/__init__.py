@@ -104,6 +104,9 @@ def build_report(paths: list[str], out: str | None, md: str | None, baseline: st
                                 notes=tables.device_notes(results),
                                 figures=[plots.stages_plot(results)] + [plots.latency_plot(r) for r in results]
                                 if out else []))
+    scored = tables.accuracy_tables(results)
+    if scored:
+        sections.append(Section("Accuracy against labels", tables=scored))
     if out:
         atomic_write_bytes(out, html_page(TITLE, notes, problems, sections).encode())
     if md:

@@ -48,6 +48,7 @@ class DeviceResult:
     frames: int
     fps: float | None
     peak_rss_mb: float | None
+    accuracy: dict | None = None       # device run --labels: the scorer's document
 
     @property
     def headline(self) -> str:
@@ -188,7 +189,21 @@ def _view(doc, name: str, problems: list[str], bad: set[str]) -> DeviceResult:
         within_budget=f.number(d, "within_budget", "within_budget") if run else None,
         frames=doc.frames if run else f.number(d, "runs", "runs", integer=True) or 0,
         fps=f.number(d, "fps", "fps") if run else None,
-        peak_rss_mb=None if peak is None else peak / 1024)
+        peak_rss_mb=None if peak is None else peak / 1024,
+        accuracy=_accuracy(doc.accuracy) if run else None)
+
+
+def _accuracy(acc) -> dict | None:
+    """A run's ``accuracy`` when it has the shape the report draws (a square confusion over
+    its classes), else None: a damaged section costs the table, not the report."""
+    if not isinstance(acc, dict) or not isinstance(acc.get("frames"), int) or not acc["frames"]:
+        return None
+    classes, m = acc.get("classes"), acc.get("confusion")
+    if not (isinstance(classes, list) and isinstance(m, list) and len(m) == len(classes)
+            and all(isinstance(row, list) and len(row) == len(classes)
+                    and all(isinstance(v, int) and v >= 0 for v in row) for row in m)):
+        return None
+    return acc
 
 
 def _from_json(raw):

@@ -54,6 +54,30 @@ def device_table(results: list[DeviceResult]) -> Table:
     return t
 
 
+def accuracy_tables(results: list[DeviceResult]) -> list[Table]:
+    """For each run scored against labels (``device run --labels``): its confusion matrix,
+    label classes down, read classes across, each class's accuracy at the end of its row."""
+    out = []
+    for r in results:
+        acc = r.accuracy
+        if not acc:
+            continue
+        what = "numbers read exactly" if acc.get("read") == "number" else "frames right"
+        caption = f"{r.name}: {_pct(acc.get('accuracy'), 1)} {what} ({acc.get('correct')}/{acc['frames']} " \
+                  "labelled frames"
+        if acc.get("per_digit") is not None:
+            caption += f"; per digit {_pct(acc['per_digit'], 1)}"
+        caption += f") against {Path(str(acc.get('labels'))).name}"
+        classes = [str(c) for c in acc["classes"]]
+        t = Table(["label \\ read", *classes, "right"], caption=caption)
+        for i, name in enumerate(classes):
+            row = acc["confusion"][i]
+            if sum(row):
+                t.rows.append([name, *("" if v == 0 else str(v) for v in row), _pct(row[i] / sum(row), 1)])
+        out.append(t)
+    return out
+
+
 def device_notes(results: list[DeviceResult]) -> list[str]:
     out = []
     for r in results:
@@ -166,6 +190,16 @@ def technique_row(d: dict, name: str) -> list[str]:
         result = (f"same prediction as TFLite float32 on {100 * d['agreement']:.2f} % of {d['images']:,} images; "
                   f"accuracy {100 * d['accuracy']['onnx']:.2f} %; p50 onnxruntime {lo['p50']:.4f} ms vs "
                   f"TFLite float32 {lt['p50']:.4f} ms")
+    elif kind == "finetune":
+        b, a, pool = d["before"], d["after"], d["pool"]
+        title = "fine-tuning on collected samples"
+        setting = (f"{d['base']['kind']} base, {pool['collected_samples']} samples x {pool['copies']} + "
+                   f"{pool['mnist_images']:,} MNIST ({pool['collected_share']:.0%} collected), "
+                   f"{d['epochs']} epochs at lr {d['lr']:g}")
+        result = f"MNIST INT8 {100 * b['mnist_int8']:.2f} -> {100 * a['mnist_int8']:.2f} %"
+        if b["heldout"]:
+            result += (f"; held-out samples {b['heldout']['correct']}/{b['heldout']['samples']} -> "
+                       f"{a['heldout']['correct']}/{a['heldout']['samples']}")
     else:
         raise KeyError(f"kind {kind!r}")
     return [title, setting, result, describe_machine(d.get("machine")), name]

@@ -1,0 +1,432 @@
+"""Benchmark for issue 13: reading digits in real scenes (shadows, paper edges, desks, ruled
+paper, stray marks, small digits, several digits, numbers).
+
+On the machine it runs on, one thread, the shipped model.  Every frame goes through the same
+decode as ``device run`` (MJPG clips read back packet by packet, reduced grayscale):
+
+1. Scene clips (``device.scenes``) of the real dev photos, one per writer, single digits and
+   numbers (2-8 digits, one or two lines), a tenth of the frames blank; a clip of MNIST test
+   digits in the same scenes; a clip of blank scenes only.
+2. Leave-writers-out: 5 folds of 2 writers.  For each fold, two preprocessing thresholds are
+   chosen from a small grid on the MNIST scenes and the other 8 writers' scenes, then the
+   fold's writers are scored with them.  Headline figures pool the held-out scores.  (The
+   preprocessing's design was developed on MNIST scenes and the even-numbered writers.)
+3. The existing camera-like MNIST clip (``device.synth``, as ``benchmarks/device_loop.py``)
+   and the 100 dev photos one by one.
+4. A 3-3-3-1 sheet (rows 012/345/678/9) of each writer's photos.
+5. Cost, interleaved in one process so the ratios share the machine's load: per-frame total
+   (preprocess + inference + postprocess) of today's preprocessing (``BASELINE``, read from
+   git) against the new one on the same frames; 8-digit frames through ``prepare_all`` and
+   ``Model.predict_batch``; one batched invoke against one invoke per digit, N = 1..16.
+6. ``device run`` (a separate process) over a scene clip: peak RSS and its per-frame
+   accuracy from ``--frames-out``.
+
+Writes benchmarks/results/<machine>/scenes.json and scenes.md (+ the ``device run`` result).
+    MNIST_DIR=../shared/data/mnist python -m benchmarks.scenes [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import itertools
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import cv2
+
+from benchmarks.harness import PHOTOS, ROOT, results_dir, write_summary
+from device.fsio import atomic_write_bytes
+from device.preprocess import PreprocessOptions, prepare, prepare_all
+from device.runtime import Model
+from device.glyphs import mnist_glyphs, photo_glyphs
+from device.scenes import SceneOptions, make_scene_clip, render_scene
+from device.sources.video import VideoFile
+from device.step import postprocess
+from device.synth import make_clip
+from device.system import machine_info
+BASELINE = "5ae04b5"   # main before issue 13: the preprocessing whose cost is the reference
+TARGETS = {"scene_photos_accuracy": 0.98, "blank_no_digit": 0.97, "mnist_clip_accuracy": 0.99,
+           "photos_accuracy": 0.99, "numbers_exact": 0.95, "numbers_per_digit": 0.99,
+           "total_p50_vs_baseline": 1.1, "total_p50_vs_inference_stretch": 2.0,
+           "eight_digit_total_p99_ms": 1.5, "peak_rss_mb": 80}
+GRID = {"min_contrast": (32, 40, 48), "thick_contrast": (90, 110, 130)}
+SHEET = ([0, 1, 2], [3, 4, 5], [6, 7, 8], [9])
+PLAIN = SceneOptions(size=(480, 640), p_edge=0, p_shadow=0, p_ruled=0, p_squared=0, p_stray=0, p_spot=0,
+                     p_glare=0, p_motion=0, p_lowlight=0, p_border=0)
+
+
+def read_clip(path: Path) -> tuple[list[np.ndarray], dict]:
+    """Frames exactly as ``device run --source`` gets them, and the labels document."""
+    doc = json.loads(Path(str(path) + ".labels.json").read_text())
+    with VideoFile(str(path)) as src:
+        return [f.image for f in src.frames()], doc
+
+
+def edit_distance(a: str, b: str) -> int:
+    d = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, d[0] = d[0], i
+        for j, cb in enumerate(b, 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (ca != cb))
+    return d[-1]
+
+
+def read_frame(model: Model, frame, mode: str, opts: PreprocessOptions):
+    """What the device reads: a digit (or None), or the number's text ("" for none)."""
+    if mode == "digit":
+        p = prepare(frame, opts)
+        return None if p.image is None else postprocess(model.predict(p.image))[0]
+    found = prepare_all(frame, opts)
+    if not found:
+        return ""
+    preds = model.predict_batch(np.stack([p.image for p in found])).argmax(axis=1)
+    lines: dict[int, str] = {}
+    for p, k in zip(found, preds):
+        lines[p.line] = lines.get(p.line, "") + str(int(k))
+    return " ".join(lines[k] for k in sorted(lines))
+
+
+def score(model, frames, doc, mode, opts) -> dict:
+    """Per-frame scores of one clip: digit frames right, blank frames "no digit"; for numbers
+    also the exact-number rate and per-digit accuracy (digits matched in an optimal alignment);
+    and per condition tag."""
+    rows = []
+    for f, lab, rec in zip(frames, doc["labels"], doc["records"]):
+        got = read_frame(model, f, mode, opts)
+        if lab is None:
+            rows.append({"blank": True, "ok": got in (None, ""), "tags": rec["tags"]})
+        elif mode == "digit":
+            rows.append({"blank": False, "ok": got == lab, "tags": rec["tags"], "digits": 1, "right": int(got == lab)})
+        else:
+            truth, flat = lab.replace(" ", ""), got.replace(" ", "")
+            rows.append({"blank": False, "ok": got == lab, "tags": rec["tags"], "digits": len(truth),
+                         "right": max(0, len(truth) - edit_distance(flat, truth))})
+    return summarise(rows)
+
+
+def summarise(rows: list[dict]) -> dict:
+    digit = [r for r in rows if not r["blank"]]
+    blank = [r for r in rows if r["blank"]]
+    tags = sorted({t for r in digit for t in r["tags"]})
+    out = {"frames": len(digit), "correct": sum(r["ok"] for r in digit),
+           "digits": sum(r["digits"] for r in digit), "digits_right": sum(r["right"] for r in digit),
+           "blank_frames": len(blank), "blank_ok": sum(r["ok"] for r in blank),
+           "by_tag": {t: [sum(r["ok"] for r in digit if t in r["tags"]), sum(t in r["tags"] for r in digit)]
+                      for t in tags}}
+    out["accuracy"] = out["correct"] / max(1, out["frames"])
+    out["per_digit"] = out["digits_right"] / max(1, out["digits"])
+    out["blank_no_digit"] = out["blank_ok"] / max(1, out["blank_frames"]) if blank else None
+    return out
+
+
+def pool(parts: list[dict]) -> dict:
+    """Sum of several ``summarise`` results."""
+    keys = ("frames", "correct", "digits", "digits_right", "blank_frames", "blank_ok")
+    out = {k: sum(p[k] for p in parts) for k in keys}
+    tags = sorted({t for p in parts for t in p["by_tag"]})
+    out["by_tag"] = {t: [sum(p["by_tag"].get(t, [0, 0])[0] for p in parts),
+                         sum(p["by_tag"].get(t, [0, 0])[1] for p in parts)] for t in tags}
+    out["accuracy"] = out["correct"] / max(1, out["frames"])
+    out["per_digit"] = out["digits_right"] / max(1, out["digits"])
+    out["blank_no_digit"] = out["blank_ok"] / max(1, out["blank_frames"]) if out["blank_frames"] else None
+    return out
+
+
+def leave_writers_out(model, clips: dict, mnist_clips: dict, writers: list[str]) -> dict:
+    """Per fold (2 held-out writers): the grid point best on the other writers plus MNIST
+    scenes (single-digit accuracy + blank rate + number exact rate), scored on the fold."""
+    grid = [PreprocessOptions(min_contrast=a, thick_contrast=b) for a, b in itertools.product(*GRID.values())]
+    cache: dict = {}
+
+    def run(key, opts):
+        k = (key, opts)
+        if k not in cache:
+            frames, doc, mode = (clips | mnist_clips)[key]
+            cache[k] = score(model, frames, doc, mode, opts)
+        return cache[k]
+
+    folds = [writers[i:i + 2] for i in range(0, len(writers), 2)]
+    out = {"folds": [], "grid": {k: list(v) for k, v in GRID.items()}}
+    held: dict[str, list] = {"digit": [], "number": []}
+    for fold in folds:
+        train = [w for w in writers if w not in fold]
+
+        def fit(opts):
+            s = pool([run((w, "digit"), opts) for w in train] + [run(("mnist", "digit"), opts)])
+            n = pool([run((w, "number"), opts) for w in train] + [run(("mnist", "number"), opts)])
+            return s["accuracy"] + s["blank_no_digit"] + n["accuracy"]
+
+        best = max(grid, key=fit)
+        test = {m: pool([run((w, m), best) for w in fold]) for m in ("digit", "number")}
+        for m in held:
+            held[m].append(test[m])
+        out["folds"].append({"held_out": fold, "chosen": {k: getattr(best, k) for k in GRID},
+                             "digit": test["digit"], "number": test["number"]})
+    out["digit"] = pool(held["digit"])
+    out["number"] = pool(held["number"])
+    return out
+
+
+def load_baseline():
+    """Today's preprocessing module, read from git at ``BASELINE``."""
+    src = subprocess.run(["git", "show", f"{BASELINE}:device/preprocess.py"], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp()) / "baseline_preprocess.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("baseline_preprocess", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod   # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def pct(ns: list, qs=(50, 90, 99)) -> dict:
+    a = np.asarray(ns, dtype=np.float64) / 1e6
+    return {f"p{q}": float(np.percentile(a, q)) for q in qs} | {"mean": float(a.mean()), "n": len(a)}
+
+
+def single_cost(model, frames, repeats: int) -> dict:
+    """Old and new single-digit per-frame totals, interleaved frame by frame."""
+    old = load_baseline()
+    t = {"baseline": [], "new": []}
+    inference = []
+    for _ in range(repeats):
+        for f in frames:
+            for name, fn in (("baseline", old.prepare), ("new", prepare)):
+                t0 = time.perf_counter_ns()
+                p = fn(f)
+                t1 = time.perf_counter_ns()
+                if p.image is not None:
+                    postprocess(model.predict(p.image))
+                t2 = time.perf_counter_ns()
+                t[name].append(t2 - t0)
+                if name == "new" and p.image is not None:
+                    inference.append(t2 - t1)
+    out = {k: pct(v) for k, v in t.items()}
+    out["inference_new"] = pct(inference)
+    out["total_p50_vs_baseline"] = out["new"]["p50"] / out["baseline"]["p50"]
+    out["total_p50_vs_inference"] = out["new"]["p50"] / out["inference_new"]["p50"]
+    return out
+
+
+def number_cost(model, frames, labels, repeats: int) -> dict:
+    """Per-frame total of the number mode on frames with 8 digits: prepare_all, one batched
+    invoke, postprocess; and the same with one invoke per digit."""
+    eight = [f for f, lab in zip(frames, labels) if lab and len(lab.replace(" ", "")) == 8]
+    t = {"batched": [], "per_digit": []}
+    found_counts = []
+    for _ in range(repeats):
+        for f in eight:
+            for name in t:
+                t0 = time.perf_counter_ns()
+                found = prepare_all(f)
+                if found:
+                    x = np.stack([p.image for p in found])
+                    scores = model.predict_batch(x) if name == "batched" else model.predict_many(x)
+                    [postprocess(s) for s in scores]
+                t[name].append(time.perf_counter_ns() - t0)
+                found_counts.append(len(found))
+    return {"frames": len(eight), "repeats": repeats, "digits_found_mean": float(np.mean(found_counts)) if found_counts else None,
+            **{k: pct(v) for k, v in t.items()}}
+
+
+def batch_cost(model, repeats: int = 300) -> dict:
+    """One invoke for N digits against N invokes, N = 1..16 (inference alone)."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for n in (1, 2, 3, 4, 6, 8, 12, 16):
+        x = rng.random((n, 28, 28), dtype=np.float32)
+        t = {"batched": [], "per_digit": []}
+        for _ in range(repeats):
+            for name in t:
+                t0 = time.perf_counter_ns()
+                model.predict_batch(x) if name == "batched" else model.predict_many(x)
+                t[name].append(time.perf_counter_ns() - t0)
+        out[str(n)] = {k: pct(v, (50, 99)) for k, v in t.items()}
+        out[str(n)]["speedup_p50"] = out[str(n)]["per_digit"]["p50"] / out[str(n)]["batched"]["p50"]
+    return out
+
+
+def sheets(model, glyphs) -> dict:
+    """Each writer's ten photos as a 3-3-3-1 sheet on plain paper: does it read as its rows?"""
+    out = {}
+    for i, who in enumerate(sorted({g.source for g in glyphs})):
+        by = {g.label: g for g in glyphs if g.source == who}
+        frame, _ = render_scene([[by[d] for d in row] for row in SHEET], np.random.default_rng(i), PLAIN)
+        out[who] = read_frame(model, frame, "number", PreprocessOptions())
+    expected = " ".join("".join(map(str, r)) for r in SHEET)
+    return {"expected": expected, "read": out, "correct": sum(v == expected for v in out.values()), "sheets": len(out)}
+
+
+def device_run(clip: Path, out_dir: Path, work: Path, labels: list, suffix: str = "") -> dict:
+    res, frames_out = out_dir / f"run-scenes{suffix}.json", work / f"run-scenes{suffix}.jsonl"
+    subprocess.run([sys.executable, "-m", "device.cli", "run", "--source", str(clip), "--threads", "1",
+                    "--quiet", "--output", str(res), "--frames-out", str(frames_out)],
+                   cwd=ROOT, check=True, capture_output=True, text=True)
+    doc = json.loads(res.read_text())
+    rows = [json.loads(line) for line in frames_out.read_text().splitlines()]
+    digit = [(r["prediction"], lab) for r, lab in zip(rows, labels) if lab is not None]
+    blank = [r["prediction"] for r, lab in zip(rows, labels) if lab is None]
+    return {"result": res.name, "frames": len(rows), "peak_rss_mb": doc["memory"]["peak_rss_kb"] / 1024,
+            "accuracy": float(np.mean([p == lab for p, lab in digit])),
+            "blank_no_digit": float(np.mean([p is None for p in blank])),
+            "total_ms": {q: doc["stages"]["total"][q] for q in ("p50", "p90", "p99")}}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small clips, few repeats (CI smoke run)")
+    ap.add_argument("--work", default=str(ROOT / "runs" / "bench-scenes"))
+    ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
+    args = ap.parse_args(argv)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    machine = machine_info()
+    out_dir = results_dir(args.results, machine)
+    suffix = "-quick" if args.quick else ""
+    per_writer, per_writer_numbers = (12, 6) if args.quick else (110, 50)
+
+    from host.data import load_mnist
+
+    mnist = load_mnist()
+    photos = photo_glyphs(PHOTOS)
+    writers = sorted({g.source for g in photos})
+    mglyphs = mnist_glyphs(mnist.x_test, mnist.y_test)
+
+    def clip(name, glyphs, frames, mode, seed, blank_every=10):
+        path = work / f"{name}{suffix}.avi"
+        if not Path(str(path) + ".labels.json").is_file():
+            make_scene_clip(path, glyphs, frames, mode, blank_every=blank_every, seed=seed)
+        return path
+
+    t_start = time.monotonic()
+    clips = {}
+    for i, who in enumerate(writers):
+        mine = [g for g in photos if g.source == who]
+        for mode, n, base in (("digit", per_writer, 1000), ("number", per_writer_numbers, 2000)):
+            frames, doc = read_clip(clip(f"scenes-{mode}-{who}", mine, n, mode, base + i))
+            clips[(who, mode)] = (frames, doc, mode)
+    mnist_clips = {("mnist", m): (*read_clip(clip(f"scenes-{m}-mnist", mglyphs, n, m, s)), m)
+                   for m, n, s in (("digit", 10 * per_writer, 3000), ("number", 4 * per_writer_numbers, 3001))}
+    blank_frames, blank_doc = read_clip(clip("scenes-blank", mglyphs, 30 if args.quick else 400, "digit", 3002, 1))
+    render_clip = work / f"clip{suffix}.avi"
+    if not Path(str(render_clip) + ".labels.json").is_file():
+        make_clip(mnist.x_test, mnist.y_test, render_clip, n_digits=40 if args.quick else 300, hold=3, seed=0)
+    render_frames, render_doc = read_clip(render_clip)
+    render_doc["records"] = [{"tags": []} for _ in render_doc["labels"]]
+    clip_s = time.monotonic() - t_start
+
+    model = Model(threads=1)
+    lwo = leave_writers_out(model, clips, mnist_clips, writers)
+    default = PreprocessOptions()
+    result = {
+        "model": model.describe(), "baseline": BASELINE, "clip_seconds": round(clip_s, 1),
+        "leave_writers_out": lwo,
+        "default_options": {k: getattr(default, k) for k in GRID},
+        "mnist_scenes": {m: score(model, *mnist_clips[("mnist", m)][:2], m, default) for m in ("digit", "number")},
+        "blank_scenes": score(model, blank_frames, blank_doc, "digit", default),
+        "mnist_render_clip": score(model, render_frames, render_doc, "digit", default),
+    }
+    right = 0
+    wrong = []
+    for f in sorted(PHOTOS.glob("*.png")):
+        lab = int(f.stem.rsplit("-", 1)[1])
+        got = read_frame(model, cv2.imread(str(f), cv2.IMREAD_COLOR), "digit", default)
+        right += got == lab
+        if got != lab:
+            wrong.append({"file": f.name, "label": lab, "prediction": got})
+    result["photos"] = {"images": len(list(PHOTOS.glob("*.png"))), "correct": right,
+                        "accuracy": right / max(1, len(list(PHOTOS.glob("*.png")))), "wrong": wrong}
+    result["sheets"] = sheets(model, photos)
+    repeats = 2 if args.quick else 5
+    result["cost_single"] = single_cost(model, render_frames + mnist_clips[("mnist", "digit")][0], repeats)
+    number_clips = [mnist_clips[("mnist", "number")]] + [clips[(w, "number")] for w in writers]
+    result["cost_eight_digits"] = number_cost(model, [f for c in number_clips for f in c[0]],
+                                              [lab for c in number_clips for lab in c[1]["labels"]], repeats)
+    result["cost_batch"] = batch_cost(model, 50 if args.quick else 300)
+    run_clip = work / f"scenes-digit-{writers[0]}{suffix}.avi"
+    result["device_run"] = device_run(run_clip, out_dir, work, clips[(writers[0], "digit")][1]["labels"], suffix)
+    result["pass"] = passes(result)
+    write(out_dir / f"scenes{suffix}.json", result, args.quick, machine)
+    return 0
+
+
+def headline(r: dict) -> dict:
+    """The figures the targets are about, from the details."""
+    lwo = r["leave_writers_out"]
+    return {"scene_photos_accuracy": lwo["digit"]["accuracy"], "blank_no_digit": r["blank_scenes"]["blank_no_digit"],
+            "mnist_clip_accuracy": r["mnist_render_clip"]["accuracy"], "photos_accuracy": r["photos"]["accuracy"],
+            "numbers_exact": lwo["number"]["accuracy"], "numbers_per_digit": lwo["number"]["per_digit"],
+            "total_p50_vs_baseline": r["cost_single"]["total_p50_vs_baseline"],
+            "total_p50_vs_inference_stretch": r["cost_single"]["total_p50_vs_inference"],
+            "eight_digit_total_p99_ms": r["cost_eight_digits"]["batched"]["p99"],
+            "peak_rss_mb": r["device_run"]["peak_rss_mb"], "sheets_read": r["sheets"]["correct"] / r["sheets"]["sheets"]}
+
+
+def passes(r: dict) -> dict:
+    m = headline(r)
+    at_most = ("total_p50_vs_baseline", "total_p50_vs_inference_stretch", "eight_digit_total_p99_ms", "peak_rss_mb")
+    out = {k: (m[k] <= t if k in at_most else m[k] >= t) for k, t in TARGETS.items()}
+    out["sheets"] = m["sheets_read"] == 1.0
+    return out
+
+
+def write(path: Path, details: dict, quick: bool, machine: dict) -> None:
+    """The summary through the project's schema (kind "benchmark", name "scenes") and the
+    readable report beside it."""
+    write_summary(path, "scenes", quick=quick, targets=TARGETS, measured=headline(details), details=details,
+                  machine=machine)
+    text = report(details, json.loads(path.read_text())["created"], quick, machine)
+    atomic_write_bytes(path.with_suffix(".md"), text.encode())
+    print(text)
+
+
+def report(r: dict, created: str, quick: bool, machine: dict) -> str:
+    """The readable summary beside the JSON."""
+    lwo, cs, ce = r["leave_writers_out"], r["cost_single"], r["cost_eight_digits"]
+    ok = {True: "met", False: "**not met**"}
+    p = r["pass"]
+    lines = [f"# Reading digits in real scenes ({created}{', quick' if quick else ''})", "",
+             f"Machine: {machine.get('cpu', '?')}; model {r['model']['sha256'][:12]}, one thread.", "",
+             "| target | measured | |", "|---|---|---|",
+             f"| scene clip of dev photos, leave-writers-out, per frame >= 98 % | {lwo['digit']['accuracy']:.2%} "
+             f"({lwo['digit']['correct']}/{lwo['digit']['frames']}) | {ok[p['scene_photos_accuracy']]} |",
+             f"| blank scene frames 'no digit' >= 97 % | {r['blank_scenes']['blank_no_digit']:.2%} "
+             f"({r['blank_scenes']['blank_ok']}/{r['blank_scenes']['blank_frames']}) | {ok[p['blank_no_digit']]} |",
+             f"| MNIST render clip >= 99 % | {r['mnist_render_clip']['accuracy']:.2%} | {ok[p['mnist_clip_accuracy']]} |",
+             f"| dev photos >= 99 % | {r['photos']['accuracy']:.0%} | {ok[p['photos_accuracy']]} |",
+             f"| numbers, leave-writers-out: exact >= 95 % | {lwo['number']['accuracy']:.2%} "
+             f"({lwo['number']['correct']}/{lwo['number']['frames']}) | {ok[p['numbers_exact']]} |",
+             f"| numbers: per digit >= 99 % | {lwo['number']['per_digit']:.2%} | {ok[p['numbers_per_digit']]} |",
+             f"| single-digit total p50 <= 1.1x today's | {cs['new']['p50']:.3f} / {cs['baseline']['p50']:.3f} ms = "
+             f"{cs['total_p50_vs_baseline']:.2f}x | {ok[p['total_p50_vs_baseline']]} |",
+             f"| stretch: total p50 <= 2x inference p50 | {cs['new']['p50']:.3f} / {cs['inference_new']['p50']:.3f} ms = "
+             f"{cs['total_p50_vs_inference']:.2f}x | {ok[p['total_p50_vs_inference_stretch']]} |",
+             f"| 8-digit frame total p99 <= 1.5 ms | {ce['batched']['p99']:.3f} ms (p50 {ce['batched']['p50']:.3f}) | "
+             f"{ok[p['eight_digit_total_p99_ms']]} |",
+             f"| peak RSS of device run <= 80 MB | {r['device_run']['peak_rss_mb']:.1f} MB | {ok[p['peak_rss_mb']]} |",
+             f"| 3-3-3-1 sheets read as rows | {r['sheets']['correct']}/{r['sheets']['sheets']} | {ok[p['sheets']]} |",
+             "", "Leave-writers-out folds (thresholds chosen on the other writers + MNIST scenes):", "",
+             "| held out | chosen | single digit | blank | numbers exact | per digit |", "|---|---|---|---|---|---|"]
+    for f in lwo["folds"]:
+        lines.append(f"| {', '.join(f['held_out'])} | {f['chosen']} | {f['digit']['accuracy']:.1%} | "
+                     f"{f['digit']['blank_no_digit']:.1%} | {f['number']['accuracy']:.1%} | {f['number']['per_digit']:.1%} |")
+    lines += ["", "Single digit by condition (held-out photo scenes):", "", "| condition | right | frames |", "|---|---|---|"]
+    for t, (k, n) in lwo["digit"]["by_tag"].items():
+        lines.append(f"| {t} | {k / max(1, n):.1%} | {n} |")
+    lines += ["", "Batched inference against one invoke per digit (inference only, p50 ms):", "",
+              "| N | batched | per digit | speed-up |", "|---|---|---|---|"]
+    for n, v in r["cost_batch"].items():
+        lines.append(f"| {n} | {v['batched']['p50']:.3f} | {v['per_digit']['p50']:.3f} | {v['speedup_p50']:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""Which blobs of ink are digits, and which blobs make up one digit.
+
+A threshold of the ink map (``device.preprocess``) gives blobs: strokes, and also things that
+are not ink at all.  The closing that estimates the paper fills every dark feature narrower
+than its kernel, so the finger of a hand's shadow, the thin shadow along a sheet's edge, a
+ruling, a grid line, a stray mark and a desk's grain all come out as blobs beside the digit.
+A blob is judged by what it looks like, not by its size alone:
+
+* its extent: not touching the frame's border (a desk, a padded border strip), not wider than
+  a digit (an underline, a ruling), tall enough to read, not a hairline;
+* its strokes: mean stroke width from area and perimeter, not a solid patch (a blot, a
+  shadow's corner);
+* where it ends (:func:`continues`): a piece of a longer line goes on along its axis; a finger
+  of a shadow goes on into the palm as dark as itself.
+
+A large blob that fails only for its extent may be a digit joined to a faint ruling or the
+sheet's edge: it is cut again at half its own ink level, where paler lines fall away.  A digit
+is then a digit-like blob plus the pieces that share its columns (a 4's second stroke, a 5's
+flag, a stroke cut by a ruling).
+
+Blobs are judged lazily, tallest first, so a frame with one digit judges one or two of them;
+plain Python on a handful of tuples beats numpy's per-call overhead at these sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import cv2
+
+
+@dataclass(eq=False)
+class Blob:
+    """A connected ink region of one level (coordinates in that level's pixels)."""
+    x: int
+    y: int
+    w: int
+    h: int
+    contour: np.ndarray
+    thr: int                      # the ink threshold it was cut at
+    im: object                    # the level's InkMap
+    holes: list = field(default_factory=list)
+    area: int = 0                 # ink pixels            } filled in by measure()
+    stroke: float = 0.0           # mean stroke width, px }
+    contrast: float = -1.0        # mean ink (0-255)      }
+    why: str | None = None        # None: not judged; "": digit-like; else the reason not
+    _mask: np.ndarray | None = None
+
+    def mask(self) -> np.ndarray:
+        """0/255 over the box: the filled contour where the ink reaches the threshold."""
+        if self._mask is None:
+            filled = np.zeros((self.h, self.w), np.uint8)
+            cv2.drawContours(filled, [self.contour], -1, 255, cv2.FILLED, offset=(-self.x, -self.y))
+            _, cut = cv2.threshold(self.im.ink[self.y:self.y + self.h, self.x:self.x + self.w],
+                                   self.thr, 255, cv2.THRESH_BINARY)
+            self._mask = cv2.bitwise_and(filled, cut)
+        return self._mask
+
+    def measure(self) -> None:
+        if self.contrast >= 0:
+            return
+        mask = self.mask()
+        self.area = cv2.countNonZero(mask)
+        # A stroke of width s and length l has an area of s*l and a perimeter (outline and
+        # holes) of about 2*l.
+        perim = cv2.arcLength(self.contour, True) + sum(cv2.arcLength(c, True) for c in self.holes)
+        self.stroke = 2.0 * self.area / max(perim, 1.0)
+        self.contrast = cv2.mean(self.im.ink[self.y:self.y + self.h, self.x:self.x + self.w], mask)[0]
+
+    def frame_box(self) -> tuple[float, float, float, float]:
+        s = self.im.scale
+        return self.x / s, self.y / s, (self.x + self.w) / s, (self.y + self.h) / s
+
+
+def blobs_of(im, thr: int, binary: np.ndarray | None = None, ox: int = 0, oy: int = 0) -> list[Blob]:
+    """The outer contours of ``binary`` (default: the level's ink >= ``thr``) as unjudged
+    blobs, their holes attached."""
+    if binary is None:
+        _, binary = cv2.threshold(im.ink, thr, 255, cv2.THRESH_BINARY)
+    contours, hier = cv2.findContours(binary, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE, offset=(ox, oy))
+    if not contours:
+        return []
+    out: dict[int, Blob] = {}
+    holes = []
+    for i, (c, parent) in enumerate(zip(contours, hier[0][:, 3].tolist())):
+        if parent >= 0:
+            holes.append((parent, c))
+        elif len(c) > 2:   # one or two points: a speck of noise, never part of a digit
+            x, y, w, h = cv2.boundingRect(c)
+            if w > 2 or h > 2:
+                out[i] = Blob(x, y, w, h, c, thr, im)
+    for parent, c in holes:
+        if parent in out:
+            out[parent].holes.append(c)
+    return list(out.values())
+
+
+_RECUT = ("touches the border", "wide", "too tall")
+
+
+def extent(b: Blob, W: int, H: int, opts) -> str:
+    """What the box alone rules out ("" when nothing)."""
+    if b.x == 0 or b.y == 0 or b.x + b.w == W or b.y + b.h == H:
+        return "touches the border"
+    if b.h > opts.max_height * H:
+        return "too tall"
+    if b.w > 2.0 * b.h:
+        return "wide"
+    if b.h < opts.min_height * H:
+        return "too low"
+    if b.h > 14 * max(b.w, 1):
+        return "thin"
+    return ""
+
+
+def assess(b: Blob, pool: list[Blob], opts, recut: bool = True) -> list[Blob]:
+    """The digit-like blobs ``b`` yields: [b], none, or (for a large blob joined to fainter
+    lines) the digit-like blobs of its recut, which also join ``pool`` as possible pieces."""
+    H, W = b.im.ink.shape
+    b.why = extent(b, W, H, opts)
+    if b.why in _RECUT and recut and b.h >= opts.min_height * H:
+        b.measure()
+        peak = cv2.minMaxLoc(b.im.ink[b.y:b.y + b.h, b.x:b.x + b.w], b.mask())[1]
+        if peak >= 2 * b.thr:
+            sub = int(max(b.thr + 12, 0.5 * peak))
+            _, roi = cv2.threshold(b.im.ink[b.y:b.y + b.h, b.x:b.x + b.w], sub, 255, cv2.THRESH_BINARY)
+            parts = blobs_of(b.im, sub, cv2.bitwise_and(roi, b.mask()), b.x, b.y)
+            pool.extend(parts)
+            return [d for p in sorted(parts, key=lambda p: -p.h) for d in assess(p, pool, opts, False)]
+    if b.why:
+        return []
+    b.measure()
+    if b.stroke > 0.42 * b.h:
+        b.why = "solid"
+    else:
+        b.why = continues(b)
+    return [] if b.why else [b]
+
+
+_BEYOND = (0.62, 0.72, 0.82, 0.92)   # sample points past a blob's ends, in lengths from its centre
+
+
+def continues(b: Blob) -> str:
+    """"" when ``b`` ends where it seems to, else what it is a part of.
+
+    A long thin piece of a paper edge, a ruling or a grid line goes on as ink along its axis,
+    where a stroke's end meets paper.  The finger of a hand's shadow is as dark as the palm it
+    grows from, so the region of the blob's darkest gray level, flooded from its darkest pixel,
+    spreads far beyond the blob; ink is darker than the paper around it, lit or shadowed, and
+    its flood stays inside the stroke."""
+    im = b.im
+    H, W = im.ink.shape
+    (cx, cy), (rw, rh), ang = cv2.minAreaRect(b.contour)
+    if max(rw, rh) >= 3.5 * max(min(rw, rh), 1.0):
+        length = max(rw, rh)
+        a = np.deg2rad(ang if rw >= rh else ang + 90.0)
+        ux, uy = float(np.cos(a)), float(np.sin(a))
+        for sign in (1.0, -1.0):
+            n = hits = 0
+            for t in _BEYOND:
+                px, py = int(round(cx + sign * t * length * ux)), int(round(cy + sign * t * length * uy))
+                if 0 <= px < W and 0 <= py < H:
+                    n += 1
+                    hits += int(im.ink[max(0, py - 1):py + 2, max(0, px - 1):px + 2].max()) >= 0.4 * b.contrast
+            if n >= 3 and hits >= n - 1:
+                return "part of a line"
+    # The flood follows gentle changes (a shadow's light gradient) but does not climb to the
+    # paper: pixels much brighter than the seed are walls.  It looks around the blob only as
+    # far as a palm would be.
+    x0, y0 = max(0, b.x - b.w - 2), max(0, b.y - b.h - 2)
+    x1, y1 = min(W, b.x + 2 * b.w + 2), min(H, b.y + 2 * b.h + 2)
+    gray = im.gray[y0:y1, x0:x1]
+    lo, _, (mx, my), _ = cv2.minMaxLoc(im.gray[b.y:b.y + b.h, b.x:b.x + b.w], b.mask())
+    _, walls = cv2.threshold(gray, 1.6 * lo + 6, 255, cv2.THRESH_BINARY)
+    flood = np.zeros((y1 - y0 + 2, x1 - x0 + 2), np.uint8)
+    area = cv2.floodFill(cv2.max(gray, walls), flood, (b.x - x0 + mx, b.y - y0 + my), 0, 3, 3,
+                         4 | cv2.FLOODFILL_MASK_ONLY | (255 << 8))[0]
+    return "part of a shadow" if area > 2.0 * b.area + 10 else ""
+
+
+@dataclass(eq=False)
+class Digit:
+    """One digit: its blobs at one level and their box in that level's pixels."""
+    parts: list[Blob]
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def im(self):
+        return self.parts[0].im
+
+    @property
+    def seed(self) -> Blob:
+        return self.parts[0]
+
+    def frame_box(self) -> tuple[float, float, float, float]:
+        s = self.im.scale
+        return self.x0 / s, self.y0 / s, self.x1 / s, self.y1 / s
+
+    def mask(self) -> np.ndarray:
+        """0/255 over the digit's box: the strokes of its parts."""
+        out = np.zeros((self.y1 - self.y0, self.x1 - self.x0), np.uint8)
+        for b in self.parts:
+            sub = out[b.y - self.y0:b.y - self.y0 + b.h, b.x - self.x0:b.x - self.x0 + b.w]
+            cv2.bitwise_or(sub, b.mask(), dst=sub)
+        return out
+
+
+_NEVER_PART = ("touches the border", "too tall", "part of a shadow")
+
+
+def grow(seed: Blob, pool: list[Blob], taken: set[int], opts, alone: bool = False) -> Digit:
+    """The digit around ``seed``: blobs of the pool sharing its columns (a 4's second stroke, a
+    5's flag, the loop of a 6 cut off by a ruling), close above or below, about as dark as
+    the seed's ink (a ruling or a grid line is paler), and all together still digit-shaped and
+    not much taller than the seed (not an underline, not the digit beside or below).
+    ``alone``: the frame holds one digit, so a stroke just beside the seed joins too (an open
+    4 whose bar stops short of its stem); among several digits that would be the next one."""
+    d = Digit([seed], seed.x, seed.y, seed.x + seed.w, seed.y + seed.h)
+    H, W = seed.im.ink.shape
+    taken.add(id(seed))
+    # Only blobs within reach can join: the union may not grow past 1.4x the seed's height
+    # (so the halves of an 8 broken apart stay apart: a known miss, rare).
+    reach, least = 0.4 * seed.h, max(2, 0.12 * seed.h)
+    x0, y0, x1, y1 = seed.x - seed.h, seed.y - reach, seed.x + seed.w + seed.h, seed.y + seed.h + reach
+    near = [b for b in pool if b.x < x1 and b.x + b.w > x0 and b.y < y1 and b.y + b.h > y0
+            and (b.w >= least or b.h >= least) and id(b) not in taken]
+    grown = True
+    while grown:
+        grown = False
+        for b in near:
+            if id(b) in taken:
+                continue
+            if (b.why if b.why is not None else extent(b, W, H, opts)) in _NEVER_PART:
+                continue
+            dw, dh = d.x1 - d.x0, d.y1 - d.y0
+            shared = min(b.x + b.w, d.x1) - max(b.x, d.x0)
+            if shared < max(1, 0.5 * min(b.w, dw)) and not (
+                    alone and shared > -0.25 * seed.h and min(b.y + b.h, d.y1) - max(b.y, d.y0) >= 0.5 * b.h):
+                continue
+            if max(b.y - d.y1, d.y0 - (b.y + b.h)) > 0.25 * max(b.h, dh):
+                continue
+            uw = max(b.x + b.w, d.x1) - min(b.x, d.x0)
+            uh = max(b.y + b.h, d.y1) - min(b.y, d.y0)
+            if uw > 1.25 * uh or uh > 1.4 * seed.h:
+                continue
+            b.measure()
+            if b.contrast < 0.35 * seed.contrast:
+                continue
+            d.parts.append(b)
+            d.x0, d.y0, d.x1, d.y1 = min(d.x0, b.x), min(d.y0, b.y), max(d.x1, b.x + b.w), max(d.y1, b.y + b.h)
+            taken.add(id(b))
+            grown = True
+    return d
+
+
+def digits_at(im, opts, every: bool, thick: bool = False) -> tuple[list[Digit], bool]:
+    """(the digits of one level, whether a dark blob was turned down as solid or as a shadow).
+    ``every``: all digits; else stop at the tallest.  ``thick``: only digits of thick dark
+    strokes (what level 1 is for).  The flag tells the caller that a stroke too wide for this
+    level's kernel may be there: its interior is not ink at this level, so its edges look like
+    a blot or a shadow's fringe."""
+    H = im.ink.shape[0]
+    if int(im.ink.max()) < opts.min_contrast:
+        return [], False
+    pool = blobs_of(im, opts.min_contrast)
+    order = sorted((b for b in pool if max(b.w, b.h) >= opts.min_height * H), key=lambda b: -b.h)
+    seeds: list[Blob] = []
+    dark_refused = False
+    for b in order:
+        if not every and seeds and b.h < seeds[0].h:
+            break
+        for s in assess(b, pool, opts):
+            if s.contrast < 1.5 * opts.min_contrast or (thick and (s.stroke < 2.5 or s.contrast < opts.thick_contrast)):
+                continue
+            seeds.append(s)
+        seeds.sort(key=lambda s: -s.h)
+        dark_refused |= b.why in ("solid", "part of a shadow") and b.contrast >= opts.thick_contrast
+    taken: set[int] = set()
+    return [grow(s, pool, taken, opts, alone=not every) for s in seeds if id(s) not in taken], dark_refused

@@ -1,0 +1,135 @@
+"""Reading numbers and checking a set-up against labels, end to end through the CLI:
+``make-clip --scene``, ``run --read number --labels``, ``classify --read number``."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from device.cli import main
+from device.scoring import NONE, Scorer, Truth, align
+
+
+def test_align_matches_digits_one_by_one():
+    assert align("4207", "4207") == [(4, 4), (2, 2), (0, 0), (7, 7)]
+    assert align("4207", "427") == [(4, 4), (2, 2), (0, NONE), (7, 7)]
+    assert align("42", "482") == [(4, 4), (NONE, 8), (2, 2)]
+    assert align("15", "17") == [(1, 1), (5, 7)]
+    assert align("", "") == []
+
+
+@pytest.fixture(scope="module")
+def number_clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("num") / "numbers.avi"
+    assert main(["make-clip", str(path), "--scene", "number", "--frames", "20", "--seed", "3"]) == 0
+    return path
+
+
+def test_make_clip_scene_writes_number_labels(number_clip):
+    doc = json.loads(number_clip.with_name("numbers.avi.labels.json").read_text())
+    assert doc["mode"] == "number" and doc["frames"] == 20 and len(doc["records"]) == 20
+    assert doc["labels"][9] is None and doc["labels"][19] is None
+    for lab in doc["labels"]:
+        assert lab is None or (isinstance(lab, str) and lab.replace(" ", "").isdigit())
+
+
+def test_run_reads_numbers_and_scores_them(number_clip, tmp_path, capsys):
+    out, frames = tmp_path / "r.json", tmp_path / "f.jsonl"
+    labels = str(number_clip) + ".labels.json"
+    assert main(["run", "--source", str(number_clip), "--read", "number", "--labels", labels,
+                 "--output", str(out), "--frames-out", str(frames)]) == 0
+    text = capsys.readouterr().out
+    assert "numbers read exactly" in text and "per digit" in text and "read '" in text
+    res = json.loads(out.read_text())
+    acc = res["accuracy"]
+    assert res["read"] == "number" and acc["read"] == "number" and acc["frames"] == 20
+    assert len(acc["confusion"]) == 11 and sum(map(sum, acc["confusion"])) >= acc["digits"]
+    assert acc["per_digit"] >= 0.8 and acc["accuracy"] >= 0.6     # far below the benchmark's figures: a smoke check
+    rows = [json.loads(line) for line in frames.read_text().splitlines()]
+    want = json.loads(open(labels).read())["labels"]
+    assert [r["label"] for r in rows] == want
+    assert all(r["correct"] == (r["text"] == (lab or "")) for r, lab in zip(rows, want))
+    for r in rows:
+        assert [d["line"] for d in r["digits"]] == sorted(d["line"] for d in r["digits"])
+        assert r["text"].replace(" ", "") == "".join(str(d["digit"]) for d in r["digits"])
+
+
+def test_run_labels_in_digit_mode(tmp_path, capsys):
+    clip = tmp_path / "c.avi"
+    assert main(["make-clip", str(clip), "--digits", "20", "--hold", "1"]) == 0
+    out = tmp_path / "r.json"
+    assert main(["run", "--source", str(clip), "--labels", str(clip) + ".labels.json", "--quiet",
+                 "--output", str(out)]) == 0
+    acc = json.loads(out.read_text())["accuracy"]
+    assert acc["read"] == "digit" and acc["frames"] == 22 and acc["accuracy"] >= 0.9
+    assert acc["per_class"]["none"]["count"] == 2
+    assert "frames right" in capsys.readouterr().out
+
+
+def test_classify_reads_a_number_with_boxes(tmp_path, capsys):
+    from device.glyphs import mnist_glyphs
+    from device.scenes import SceneOptions, label_of, render_scene
+    from device.synth import load_sample
+
+    x, y = load_sample()
+    by = {}
+    for g in mnist_glyphs(x[:60], y[:60]):
+        by.setdefault(g.label, g)
+    rows = [[by[3], by[1], by[4]], [by[1], by[5]]]
+    plain = SceneOptions(p_edge=0, p_shadow=0, p_ruled=0, p_squared=0, p_stray=0, p_spot=0, p_glare=0,
+                         p_motion=0, p_lowlight=0, p_border=0)
+    frame, _ = render_scene(rows, np.random.default_rng(1), plain)
+    img = tmp_path / "pi.png"
+    cv2.imwrite(str(img), frame)
+    (tmp_path / "labels.csv").write_text(f"file,label\npi.png,{label_of(rows, 'number')}\n")
+    assert main(["classify", str(img), "--read", "number", "--json", "--labels", str(tmp_path / "labels.csv")]) == 0
+    rec, summary = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rec["prediction"] == "314 15" and summary["correct"] == 1
+    assert [d["line"] for d in rec["digits"]] == [0, 0, 0, 1, 1]
+    assert all(len(d["box"]) == 4 and 0 < d["confidence"] <= 1 for d in rec["digits"])
+
+
+def test_bad_labels_and_scene_flags_are_one_line_errors(tmp_path, capsys):
+    clip = tmp_path / "c.avi"
+    assert main(["make-clip", str(clip), "--digits", "2", "--hold", "1"]) == 0
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"labels": [1, "x"]}')
+    for args in (["run", "--source", str(clip), "--labels", str(tmp_path / "none.json"), "--no-output"],
+                 ["run", "--source", str(clip), "--labels", str(bad), "--no-output"],
+                 ["make-clip", str(tmp_path / "s.avi"), "--photos", str(tmp_path)],
+                 ["make-clip", str(tmp_path / "s.avi"), "--scene", "digit", "--writers", "x"]):
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("device: error:"), err
+
+
+def test_truth_by_file_name_for_a_folder(tmp_path):
+    csv = tmp_path / "labels.csv"
+    csv.write_text("file,label\na.png,7\nb.png,12 3\n")
+    truth = Truth(str(csv), number=True)
+
+    class Rec:
+        def __init__(self, name, text):
+            self.index, self.name, self.text = 0, name, text
+
+    s = Scorer(truth, "number")
+    assert s.add(Rec("b.png", "12 3")) == {"label": "12 3", "correct": True}
+    assert s.add(Rec("a.png", "1")) == {"label": "7", "correct": False}
+    assert s.add(Rec("c.png", "5")) is None
+    j = s.to_json()
+    assert (j["frames"], j["correct"], j["unlabelled"], j["digits"], j["digits_right"]) == (2, 1, 1, 4, 3)
+
+
+def test_host_report_draws_the_confusion(number_clip, tmp_path):
+    from host.report import build_report
+
+    out = tmp_path / "r.json"
+    assert main(["run", "--source", str(number_clip), "--read", "number", "--quiet", "--output", str(out),
+                 "--labels", str(number_clip) + ".labels.json"]) == 0
+    md = tmp_path / "r.md"
+    build_report([str(out)], None, str(md), None)
+    text = md.read_text()
+    assert "## Accuracy against labels" in text and "numbers read exactly" in text
+    header = next(line for line in text.splitlines() if line.startswith("| label"))
+    assert header.count("|") == 14   # label, ten digits, none, right
