@@ -50,8 +50,19 @@ class TrainConfig:
 
 
 # Verbs whose job is not the main one: `prune-channels` fine-tunes an already trained model
-# after the cut (a lower rate, a few more epochs than a from-scratch run would need).
-VERB_DEFAULTS = {"prune-channels": {"epochs": 8, "lr": 5e-4}}
+# after the cut (a lower rate, a few more epochs than a from-scratch run would need);
+# `host finetune` adjusts a trained model to collected samples (a few epochs at a low rate, so
+# the model moves toward the new handwriting without relearning MNIST).
+VERB_DEFAULTS = {"prune-channels": {"epochs": 8, "lr": 5e-4}, "finetune": {"epochs": 2, "lr": 1e-4}}
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    """How ``host finetune`` mixes collected samples with MNIST (measured with
+    ``benchmarks/finetune.py``)."""
+    ratio: float = 0.25             # collected share of the pool, so of each batch in expectation
+    mnist_images: int = 12000       # MNIST training images in the pool
+    holdout: float = 0.2            # share of each digit held out for scoring (no --test)
 
 
 def defaults(verb: str) -> TrainConfig:
