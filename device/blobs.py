@@ -173,11 +173,17 @@ def continues(b: Blob) -> str:
     x1, y1 = min(W, b.x + 2 * b.w + 2), min(H, b.y + 2 * b.h + 2)
     gray = im.gray[y0:y1, x0:x1]
     lo, _, (mx, my), _ = cv2.minMaxLoc(im.gray[b.y:b.y + b.h, b.x:b.x + b.w], b.mask())
-    _, walls = cv2.threshold(gray, 1.6 * lo + 6, 255, cv2.THRESH_BINARY)
+    paper = int(im.paper[b.y + my, b.x + mx])
+    _, dark = cv2.threshold(gray, min(1.6 * lo + 6, 0.5 * (lo + paper)), 255, cv2.THRESH_BINARY_INV)
     flood = np.zeros((y1 - y0 + 2, x1 - x0 + 2), np.uint8)
-    area = cv2.floodFill(cv2.max(gray, walls), flood, (b.x - x0 + mx, b.y - y0 + my), 0, 3, 3,
-                         4 | cv2.FLOODFILL_MASK_ONLY | (255 << 8))[0]
-    return "part of a shadow" if area > 2.0 * b.area + 10 else ""
+    area, _, _, (fx, fy, fw, fh) = cv2.floodFill(dark, flood, (b.x - x0 + mx, b.y - y0 + my), 128, 0, 0,
+                                                 4 | cv2.FLOODFILL_MASK_ONLY | (255 << 8))
+    # A pale wide stroke floods its own interior (more than the ring level 0 saw of it) but
+    # stays inside its box; a shadow goes on beyond it.
+    m = max(2.0, 0.25 * max(b.w, b.h))
+    fx, fy = fx + x0, fy + y0
+    escapes = fx < b.x - m or fy < b.y - m or fx + fw > b.x + b.w + m or fy + fh > b.y + b.h + m
+    return "part of a shadow" if escapes and area > 2.0 * b.area + 10 else ""
 
 
 @dataclass(eq=False)
@@ -275,7 +281,8 @@ def digits_at(im, opts, every: bool, thick: bool = False) -> tuple[list[Digit], 
         if not every and seeds and b.h < seeds[0].h:
             break
         for s in assess(b, pool, opts):
-            if s.contrast < 1.5 * opts.min_contrast or (thick and (s.stroke < 2.5 or s.contrast < opts.thick_contrast)):
+            if s.contrast < 1.5 * opts.min_contrast or (thick and (s.stroke < 2.5 or s.contrast < opts.thick_contrast
+                                                                   or s.h < 1.3 * im.k or s.stroke > 0.3 * s.h)):
                 continue
             seeds.append(s)
         seeds.sort(key=lambda s: -s.h)

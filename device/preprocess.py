@@ -70,6 +70,7 @@ class InkMap:
     gray: np.ndarray     # the working copy at this level
     paper: np.ndarray    # its paper level
     scale: float         # this level's size / frame size
+    k: int = 0           # the closing's kernel
 
 
 def working_copy(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> tuple[np.ndarray, float]:
@@ -104,7 +105,7 @@ def ink_map(gray: np.ndarray, k: int, scale: float = 1.0) -> InkMap:
     # Ink as a fraction of the paper's level: a stroke in a shadow is as strong as in the light.
     # The floor keeps a dark desk's texture (paper level near 0) from being amplified to ink.
     ink = cv2.divide(cv2.subtract(paper, gray), cv2.max(paper, 40), scale=255)
-    return InkMap(ink, gray, paper, scale)
+    return InkMap(ink, gray, paper, scale, k)
 
 
 def find_digits(frame: np.ndarray, opts: PreprocessOptions = DEFAULT, every: bool = True) -> list[Digit]:
@@ -139,9 +140,41 @@ def find_digits(frame: np.ndarray, opts: PreprocessOptions = DEFAULT, every: boo
             if whole and c.seed.contrast <= 1.25 * max(f.seed.contrast for f in inside) \
                     and not any(_maybe_thick(f, k0) for f in inside):
                 continue
+            if _paler_around(c, inside):
+                continue
             fine = [f for f in fine if f not in inside]
         fine.append(c)
     return fine
+
+
+def _paler_around(c: Digit, inside: list[Digit]) -> bool:
+    """Is what level 1 adds around level 0's digits nearer the paper around their ink than the
+    ink itself?  The interior of a stroke too wide for level 0's kernel is as dark as the ink
+    level 0 saw at its edges and bends; the finger of a shadow that level 1 joins to a digit
+    (or a digit inside it) is as bright as the shadowed paper the ink lies on."""
+    im0 = inside[0].im
+    x0, y0 = int(c.x0 * 2), int(c.y0 * 2)
+    x1, y1 = min(int(c.x1 * 2), im0.gray.shape[1]), min(int(c.y1 * 2), im0.gray.shape[0])
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return False
+    big = cv2.resize(c.mask(), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)[:y1 - y0, :x1 - x0]
+    fine = np.zeros_like(big)
+    for d in inside:
+        if d.im is not im0:
+            return False
+        ax0, ay0, ax1, ay1 = max(d.x0, x0), max(d.y0, y0), min(d.x1, x1), min(d.y1, y1)
+        if ax1 > ax0 and ay1 > ay0:
+            sub = fine[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0]
+            cv2.bitwise_or(sub, d.mask()[ay0 - d.y0:ay1 - d.y0, ax0 - d.x0:ax1 - d.x0], dst=sub)
+    extra = cv2.bitwise_and(big, cv2.bitwise_not(cv2.dilate(fine, _K3, iterations=2)))
+    if cv2.countNonZero(extra) < 0.15 * cv2.countNonZero(big) or not cv2.countNonZero(fine):
+        return False
+    # Darkest points (of a 3x3 mean: not a noisy pixel): the middle of a wide stroke is its
+    # darkest part; a shadow's darkest point is still the shadowed paper.
+    gray = cv2.blur(im0.gray[y0:y1, x0:x1], (3, 3))
+    ink = cv2.minMaxLoc(gray, fine)[0]
+    paper = cv2.mean(im0.paper[y0:y1, x0:x1], fine)[0]
+    return cv2.minMaxLoc(gray, extra)[0] - ink > 0.25 * max(paper - ink, 1.0)
 
 
 def _side_by_side(digits: list[Digit]) -> bool:
