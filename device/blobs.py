@@ -273,7 +273,7 @@ def digits_at(im, opts, every: bool, thick: bool = False) -> tuple[list[Digit], 
     H = im.ink.shape[0]
     if int(im.ink.max()) < opts.min_contrast:
         return [], False
-    pool = blobs_of(im, opts.min_contrast)
+    pool = im.blobs(opts.min_contrast)
     order = sorted((b for b in pool if max(b.w, b.h) >= opts.min_height * H), key=lambda b: -b.h)
     seeds: list[Blob] = []
     dark_refused = False
