@@ -31,7 +31,7 @@ import numpy as np
 import cv2
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Blob:
     """A connected ink region of one level (coordinates in that level's pixels)."""
     x: int
@@ -209,6 +209,8 @@ class Digit:
 
     def mask(self) -> np.ndarray:
         """0/255 over the digit's box: the strokes of its parts."""
+        if len(self.parts) == 1:
+            return self.parts[0].mask()
         out = np.zeros((self.y1 - self.y0, self.x1 - self.x0), np.uint8)
         for b in self.parts:
             sub = out[b.y - self.y0:b.y - self.y0 + b.h, b.x - self.x0:b.x - self.x0 + b.w]

@@ -18,6 +18,7 @@ Two ways to read one digit:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +28,11 @@ import cv2
 from device.blobs import Blob, Digit, blobs_of, digits_at, extent, grow
 
 _K3 = np.ones((3, 3), np.uint8)
+
+
+@functools.lru_cache(maxsize=8)
+def _square(k: int) -> np.ndarray:
+    return np.ones((k, k), np.uint8)
 
 
 @dataclass(eq=False)
@@ -97,7 +103,7 @@ def ink_map(gray: np.ndarray, k: int, scale: float = 1.0) -> InkMap:
     # The paper's brightness: a closing (max then min filter) wider than the strokes.  It fills
     # strokes and keeps steps in place, unlike a max filter alone, which would spread the lit
     # side of a shadow's edge over the dark side and make a band of false ink there.
-    paper = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    paper = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, _square(k))
     # Ink as a fraction of the paper's level: a stroke in a shadow is as strong as in the light.
     # The floor keeps a dark desk's texture (paper level near 0) from being amplified to ink.
     ink = cv2.divide(cv2.subtract(paper, gray), cv2.max(paper, 40), scale=255)
@@ -138,7 +144,7 @@ def quick_digit(pyr: Pyramid, opts) -> Digit | None:
     m = (d.y1 - d.y0) // 2
     x0, y0, x1, y1 = max(0, d.x0 - m), max(0, d.y0 - m), min(W, d.x1 + m), min(H, d.y1 + m)
     paper = im.paper[y0:y1, x0:x1]
-    steep = cv2.divide(cv2.morphologyEx(paper, cv2.MORPH_GRADIENT, _K3), cv2.max(paper, 40), scale=255)
+    steep = cv2.divide(cv2.morphologyEx(paper, cv2.MORPH_GRADIENT, _K3), paper, scale=255)
     return None if cv2.minMaxLoc(steep)[1] > QUICK_EDGE else d
 
 

@@ -130,7 +130,7 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray, bbox, opts: PreprocessOptions = 
 def to_unit(image: np.ndarray) -> np.ndarray:
     """uint8 0-255 -> float32 [0, 1], the one conversion every model input goes through (the
     golden set stores uint8 inputs and must feed them bit for bit as a frame is fed)."""
-    return image.astype(np.float32) * np.float32(1 / 255)
+    return np.multiply(image, np.float32(1 / 255), dtype=np.float32)
 
 
 def _checked(frame):
