@@ -221,19 +221,22 @@ class Digit:
 _NEVER_PART = ("touches the border", "too tall", "part of a shadow")
 
 
-def grow(seed: Blob, pool: list[Blob], taken: set[int], opts, alone: bool = False) -> Digit:
+def grow(seed: Blob, pool: list[Blob], taken: set[int], opts, alone: bool = False, tall: float = 0.0) -> Digit:
     """The digit around ``seed``: blobs of the pool sharing its columns (a 4's second stroke, a
     5's flag, the loop of a 6 cut off by a ruling), close above or below, about as dark as
     the seed's ink (a ruling or a grid line is paler), and all together still digit-shaped and
     not much taller than the seed (not an underline, not the digit beside or below).
     ``alone``: the frame holds one digit, so a stroke just beside the seed joins too (an open
-    4 whose bar stops short of its stem); among several digits that would be the next one."""
+    4 whose bar stops short of its stem); among several digits that would be the next one.
+    ``tall``: the height of the digits around (a number's), which a digit of two pieces
+    reaches when whole (an 8 in two halves, a 5 whose flag came off)."""
     d = Digit([seed], seed.x, seed.y, seed.x + seed.w, seed.y + seed.h)
     H, W = seed.im.ink.shape
     taken.add(id(seed))
-    # Only blobs within reach can join: the union may not grow past 1.4x the seed's height
-    # (so the halves of an 8 broken apart stay apart: a known miss, rare).
-    reach, least = 0.4 * seed.h, max(2, 0.12 * seed.h)
+    # Only blobs within reach can join: the union may not grow past 1.4x the seed's height,
+    # nor past the digits' height around it.
+    limit = max(1.4 * seed.h, 1.15 * tall)
+    reach, least = limit - seed.h, max(2, 0.12 * seed.h)
     x0, y0, x1, y1 = seed.x - seed.h, seed.y - reach, seed.x + seed.w + seed.h, seed.y + seed.h + reach
     near = [b for b in pool if b.x < x1 and b.x + b.w > x0 and b.y < y1 and b.y + b.h > y0
             and (b.w >= least or b.h >= least) and id(b) not in taken]
@@ -247,14 +250,16 @@ def grow(seed: Blob, pool: list[Blob], taken: set[int], opts, alone: bool = Fals
                 continue
             dw, dh = d.x1 - d.x0, d.y1 - d.y0
             shared = min(b.x + b.w, d.x1) - max(b.x, d.x0)
-            if shared < max(1, 0.5 * min(b.w, dw)) and not (
+            # A flat piece on top (a 5's flag, a 7's bar) may overhang more than half its width.
+            flag = b.h <= 0.35 * dh and b.y + b.h <= d.y0 + 0.3 * dh
+            if shared < max(1, (0.25 if flag else 0.5) * min(b.w, dw)) and not (
                     alone and shared > -0.25 * seed.h and min(b.y + b.h, d.y1) - max(b.y, d.y0) >= 0.5 * b.h):
                 continue
             if max(b.y - d.y1, d.y0 - (b.y + b.h)) > 0.25 * max(b.h, dh):
                 continue
             uw = max(b.x + b.w, d.x1) - min(b.x, d.x0)
             uh = max(b.y + b.h, d.y1) - min(b.y, d.y0)
-            if uw > 1.25 * uh or uh > 1.4 * seed.h:
+            if uw > 1.25 * uh or uh > limit:
                 continue
             b.measure()
             if b.contrast < 0.35 * seed.contrast:
@@ -290,4 +295,5 @@ def digits_at(im, opts, every: bool, thick: bool = False) -> tuple[list[Digit], 
         seeds.sort(key=lambda s: -s.h)
         dark_refused |= b.why in ("solid", "part of a shadow") and b.contrast >= opts.thick_contrast
     taken: set[int] = set()
-    return [grow(s, pool, taken, opts, alone=not every) for s in seeds if id(s) not in taken], dark_refused
+    tall = seeds[len(seeds) // 2].h if every and len(seeds) >= 3 else 0.0
+    return [grow(s, pool, taken, opts, alone=not every, tall=tall) for s in seeds if id(s) not in taken], dark_refused
