@@ -120,7 +120,11 @@ def assess(b: Blob, pool: list[Blob], opts, recut: bool = True) -> list[Blob]:
     lines) the digit-like blobs of its recut, which also join ``pool`` as possible pieces."""
     H, W = b.im.ink.shape
     b.why = extent(b, W, H, opts)
-    if b.why in _RECUT and recut and b.h >= opts.min_height * H:
+    # Broader than a digit (but not a strip): perhaps a digit joined to a ruling, an underline
+    # or a shadow's fringe; recut, and judged whole unless the recut leaves a digit about as
+    # tall (not a fragment of a broad digit, nor a sliver of a shadow).
+    broad = not b.why and b.w > 1.25 * b.h
+    if (b.why in _RECUT or broad) and recut and b.h >= opts.min_height * H:
         b.measure()
         peak = cv2.minMaxLoc(b.im.ink[b.y:b.y + b.h, b.x:b.x + b.w], b.mask())[1]
         if peak >= 2 * b.thr:
@@ -128,7 +132,10 @@ def assess(b: Blob, pool: list[Blob], opts, recut: bool = True) -> list[Blob]:
             _, roi = cv2.threshold(b.im.ink[b.y:b.y + b.h, b.x:b.x + b.w], sub, 255, cv2.THRESH_BINARY)
             parts = blobs_of(b.im, sub, cv2.bitwise_and(roi, b.mask()), b.x, b.y)
             pool.extend(parts)
-            return [d for p in sorted(parts, key=lambda p: -p.h) for d in assess(p, pool, opts, False)]
+            found = [d for p in sorted(parts, key=lambda p: -p.h) for d in assess(p, pool, opts, False)]
+            if not broad or (found and found[0].h >= 0.7 * b.h):
+                b.why = b.why or "recut"
+                return found
     if b.why:
         return []
     b.measure()
@@ -246,14 +253,17 @@ def grow(seed: Blob, pool: list[Blob], taken: set[int], opts, alone: bool = Fals
         for b in near:
             if id(b) in taken:
                 continue
-            if (b.why if b.why is not None else extent(b, W, H, opts)) in _NEVER_PART:
+            why = b.why if b.why is not None else extent(b, W, H, opts)
+            if why in _NEVER_PART or (why == "wide" and b.w > 1.4 * seed.w):   # an underline
                 continue
             dw, dh = d.x1 - d.x0, d.y1 - d.y0
             shared = min(b.x + b.w, d.x1) - max(b.x, d.x0)
             # A flat piece on top (a 5's flag, a 7's bar) may overhang more than half its width.
             flag = b.h <= 0.35 * dh and b.y + b.h <= d.y0 + 0.3 * dh
+            # Beside the seed (alone): a stroke of the digit, not a speck and not taller than it.
             if shared < max(1, (0.25 if flag else 0.5) * min(b.w, dw)) and not (
-                    alone and shared > -0.25 * seed.h and min(b.y + b.h, d.y1) - max(b.y, d.y0) >= 0.5 * b.h):
+                    alone and shared > -0.25 * seed.h and min(b.y + b.h, d.y1) - max(b.y, d.y0) >= 0.5 * b.h
+                    and max(b.w, b.h) >= 0.4 * seed.h and b.h <= seed.h):
                 continue
             if max(b.y - d.y1, d.y0 - (b.y + b.h)) > 0.25 * max(b.h, dh):
                 continue
