@@ -72,16 +72,17 @@ def reading_order(digits: list[Digit]) -> list[list[Digit]]:
     Marks much smaller than the digits around them (a dot, a dash) are dropped."""
     if not digits:
         return []
-    heights = sorted(d.frame_box()[3] - d.frame_box()[1] for d in digits)
+    box = {id(d): d.frame_box() for d in digits}
+    heights = sorted(b[3] - b[1] for b in box.values())
     floor = 0.5 * heights[len(heights) // 2]
     lines: list[list[Digit]] = []
-    for d in sorted(digits, key=lambda d: d.frame_box()[0]):
-        x0, y0, x1, y1 = d.frame_box()
+    for d in sorted(digits, key=lambda d: box[id(d)][0]):
+        x0, y0, x1, y1 = box[id(d)]
         if y1 - y0 < floor:
             continue
         best, score = None, 0.0
         for line in lines:
-            lx0, ly0, lx1, ly1 = line[-1].frame_box()
+            lx0, ly0, lx1, ly1 = box[id(line[-1])]
             shared = min(y1, ly1) - max(y0, ly0)
             frac = shared / min(y1 - y0, ly1 - ly0)
             if frac >= 0.4 and x0 - lx1 <= 2.5 * max(y1 - y0, ly1 - ly0) and frac > score:
@@ -90,7 +91,7 @@ def reading_order(digits: list[Digit]) -> list[list[Digit]]:
             lines.append([d])
         else:
             best.append(d)
-    lines.sort(key=lambda line: sum(d.frame_box()[1] + d.frame_box()[3] for d in line) / len(line))
+    lines.sort(key=lambda line: sum(box[id(d)][1] + box[id(d)][3] for d in line) / len(line))
     return lines
 
 
