@@ -5,17 +5,19 @@ centre of mass in 28x28.  A camera sees dark ink (black, blue or red) on lit pap
 uneven light, hard shadows, beside the paper's edge and the desk, on ruled or squared paper,
 next to other marks, at any size and position.  The steps, each a function a test can call:
 
-1. ``ink_map``: a small grayscale working copy (halved until near ``work_size``); "ink" = how
-   much darker a pixel is than the paper around it, as a fraction of that paper's brightness.
-   The paper level is a morphological closing wider than a stroke: it fills strokes but keeps
-   a step (a shadow's or the paper's edge) where it is, so a hard shadow edge is not ink, and
-   the ratio makes ink in a shadow as strong as ink in the light.
-2. ``find_blobs``: threshold, outer contours, and for each blob large enough to be a digit its
-   shape: height, aspect, stroke width, contrast, whether it touches the frame's border.
-   ``digit_like`` says which blobs can be digits: not a long strip, not a solid patch (a
-   shadow's corner, a blot), not a ruled line, not a fragment of a larger shadow.
-3. ``find_digit`` (one digit: the tallest digit-like blob and the pieces that belong to it) or
-   ``find_digits`` (every digit, grouped into lines in reading order).
+1. The ink pyramid (``device.levels``): a small grayscale working copy (halved until near
+   ``work_size``) and its ink levels; "ink" = how much darker a pixel is than the paper around
+   it, as a fraction of that paper's brightness.  The paper level is a morphological closing
+   wider than a stroke: it fills strokes but keeps a step (a shadow's or the paper's edge)
+   where it is, so a hard shadow edge is not ink, and the ratio makes ink in a shadow as strong
+   as ink in the light.
+2. Blobs judged by how digit-like they are (``device.blobs``): not a long strip, not a solid
+   patch (a shadow's corner, a blot), not a ruled line, not a fragment of a larger shadow; a
+   digit is a digit-like blob and the pieces that belong to it.
+3. One digit (:func:`prepare`): the cheap tier (``levels.quick_digit``: a plain frame read from
+   the half-size level alone, about the cost of this project's first preprocessing), else the
+   full two-level analysis (``levels.find_digits``).  Every digit (:func:`prepare_all`): the
+   full analysis, then :func:`reading_order`.
 4. ``to_mnist``: crop, scale the ink into [0, 1], fit the longer side into 20 px, and place
    the centre of mass at the centre of 28x28.
 
@@ -31,7 +33,7 @@ import numpy as np
 import cv2  # OpenCV is a device dependency; only the preprocessing and the sources need it
 
 from device.blobs import Digit
-from device.levels import InkMap, Pyramid, find_digits, ink_map, quick_digit, working_copy  # noqa: F401
+from device.levels import Pyramid, find_digits, quick_digit
 
 # The images here are tiny (<= 192 px): OpenCV's worker threads cost more in hand-offs than they
 # save, and on a Pi the cores belong to the interpreter.
