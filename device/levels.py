@@ -69,7 +69,7 @@ class Pyramid:
             if i == 0:
                 self._levels[0] = ink_map(self.small, self.k[0], self.scale)
             else:
-                half = cv2.resize(self.small, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+                half = halve(self.small)
                 self._levels[1] = ink_map(half, self.k[1], self.scale * 0.5)
         return self._levels[i]
 
@@ -92,9 +92,19 @@ def working_copy(frame: np.ndarray, opts) -> tuple[np.ndarray, float]:
     # resize is several times faster for an exact factor of 2 than for 4 or an odd ratio, and
     # the region maps back to the frame by a power of two.
     while max(small.shape[:2]) > opts.work_size * 1.5:
-        small = cv2.resize(small, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+        small = halve(small)
         scale *= 0.5
     return small, scale
+
+
+def halve(img: np.ndarray) -> np.ndarray:
+    """Half size, each pixel the mean of a 2x2 block, rounded half up: the same bytes on every
+    CPU.  An odd last row or column is dropped first: on an odd size OpenCV's ``INTER_AREA``
+    is no block mean on every build (the aarch64 wheels of OpenCV >= 4.11 route it through
+    KleidiCV, which resamples instead: one dev photo of 100 read differently on an emulated
+    Pi), while on even sizes every build computes ``(a + b + c + d + 2) >> 2``."""
+    h, w = img.shape[:2]
+    return cv2.resize(img[:h & ~1, :w & ~1], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
 
 
 

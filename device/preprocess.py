@@ -26,6 +26,7 @@ Everything runs at the working size, so a 640x480 frame costs about the same as 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,7 +111,7 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray, bbox, opts: PreprocessOptions = 
     crop = cv2.bitwise_and(crop, cv2.dilate(mask, _K3))
     s = opts.box / max(w, h)
     nw, nh = max(1, round(w * s)), max(1, round(h * s))
-    digit = cv2.resize(crop, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    digit = resample(crop, nw, nh)
     # Thin strokes lose intensity when shrunk into the box: level them up to the brightest
     # pixel of the shrunk digit, so a fine pen looks like MNIST's pen too.  The scaling
     # saturates at 255, which is the clip to [0, 1].
@@ -128,6 +129,42 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray, bbox, opts: PreprocessOptions = 
     out = np.zeros((opts.size, opts.size), np.uint8)
     out[oy:oy + nh, ox:ox + nw] = digit
     return to_unit(out)
+
+
+@functools.lru_cache(maxsize=512)
+def _weights(n_in: int, n_out: int) -> tuple[np.ndarray, int]:
+    """Integer resampling weights (``n_out`` x ``n_in``, as float64) and their row sum.
+    Shrinking: area averaging, the overlap of output pixel j ([j n_in, (j+1) n_in)) with input
+    pixel i ([i n_out, (i+1) n_out)) in units of 1/(n_in n_out) of a pixel.  Enlarging:
+    bilinear with pixel centres aligned (src = (j + 0.5) n_in / n_out - 0.5, clamped at the
+    ends) and weights in 1/2048ths, OpenCV's ``INTER_LINEAR`` formula, in integers."""
+    if n_out <= n_in:
+        a_in, a_out = np.arange(n_in + 1) * n_out, np.arange(n_out + 1) * n_in
+        w = np.minimum(a_out[1:, None], a_in[None, 1:]) - np.maximum(a_out[:-1, None], a_in[None, :-1])
+        return np.maximum(w, 0).astype(np.float64), n_in
+    den = 2 * n_out
+    src = (2 * np.arange(n_out) + 1) * n_in - n_out          # the source position, times den
+    i0 = np.clip(src // den, 0, n_in - 1)
+    frac = np.where((src < 0) | (i0 >= n_in - 1), 0, src - i0 * den)
+    w1 = (frac * 2048 + den // 2) // den
+    w = np.zeros((n_out, n_in), np.float64)
+    rows = np.arange(n_out)
+    np.add.at(w, (rows, i0), 2048 - w1)
+    np.add.at(w, (rows, np.minimum(i0 + 1, n_in - 1)), w1)
+    return w, 2048
+
+
+def resample(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``img`` (uint8) resized to ``width`` x ``height`` with the same bytes on every CPU: the
+    weights are integers, so the two matrix products are exact in float64 whatever order a
+    BLAS sums in, and the one rounding (half up) is in integers.  OpenCV's resize is not that:
+    its ARM builds (KleidiCV, carotene) round ``INTER_LINEAR`` and some ``INTER_AREA`` ratios
+    differently from x86, and this image is what the model sees."""
+    wy, dy = _weights(img.shape[0], height)
+    wx, dx = _weights(img.shape[1], width)
+    acc = (wy @ img.astype(np.float64) @ wx.T).astype(np.int64)
+    den = dy * dx
+    return ((acc + den // 2) // den).astype(np.uint8)
 
 
 def to_unit(image: np.ndarray) -> np.ndarray:
