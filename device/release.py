@@ -484,7 +484,17 @@ def step_smoke(root: Root, name: str) -> dict:
     return {"changed": False, "release": name, "checks": checks}
 
 
-def step_bench(root: Root, name: str, clip: str, budget_ms: float, runs: int, gate: bool) -> dict:
+def smoke_golden(rel: str) -> dict | None:
+    """The golden check the smoke test recorded for a release (status, images, identical)."""
+    try:
+        g = read_json(os.path.join(rel, "SMOKE.json"), "smoke result").get("checks", {}).get("golden")
+    except (Refused, AttributeError):
+        return None
+    return {k: g.get(k) for k in ("status", "images", "identical")} if isinstance(g, dict) else None
+
+
+def step_bench(root: Root, name: str, clip: str, budget_ms: float, runs: int, gate: bool,
+               golden_identical: bool = False) -> dict:
     rel = root.release(name)
     clip = os.path.normpath(os.path.join(root.path, clip))
     if not os.path.isfile(clip):
@@ -498,10 +508,16 @@ def step_bench(root: Root, name: str, clip: str, budget_ms: float, runs: int, ga
     total = read_json(os.path.join(root.path, out["run"]), "run result")["stages"]["total"]
     res = {"changed": False, "release": name, "results": out, "frames": total.get("count"),
            "p50_ms": total["p50"], "p99_ms": total["p99"], "budget_ms": budget_ms,
-           "within_budget": total["p99"] <= budget_ms}
+           "within_budget": total["p99"] <= budget_ms, "golden": smoke_golden(rel)}
     say(f"bench: p99 per-frame total {total['p99']:.3f} ms (p50 {total['p50']:.3f}) against {budget_ms} ms")
     if gate and not res["within_budget"]:
         raise Failed(f"gate: p99 per-frame total is {total['p99']:.3f} ms, over the {budget_ms:g} ms budget",
+                     **res)
+    golden = res["golden"] or {}
+    if gate and golden_identical and golden.get("status") != "identical":
+        # The fleet's gate: a model without golden expectations proves nothing about a board.
+        raise Failed(f"gate: golden-set predictions not shown identical on this target (smoke test: "
+                     f"{golden.get('status', 'no golden check')}); make the model with host train-qat / convert",
                      **res)
     return res
 
@@ -550,25 +566,31 @@ def _prune(root: Root, current: str, keep: int) -> dict:
     return {"removed": removed, "venvs_removed": venvs}
 
 
-def step_rollback(root: Root, from_name: str | None) -> dict:
-    fd = root.lock()
+def step_rollback(root: Root, from_name: str | None, dry_run: bool = False) -> dict:
+    """``dry_run`` (Ansible's --check): the same choice, answered with ``would_change`` and
+    nothing changed."""
+    fd = None if dry_run else root.lock()
     try:
         cur = root.current_name()
         if from_name is not None:
             root.release(from_name, must_exist=False)     # validates the name
             if cur != from_name:
                 say(f"current is {cur or '(none)'}, not {from_name}: nothing to roll back")
-                return {"changed": False, "current": cur, "previous": None}
+                return {"changed": False, "current": cur, "previous": None, "would_change": False}
         if not cur:
             raise Failed("no current release to roll back from")
         older = [n for n in root.names() if n < cur and root.good(n)]
         if not older:
             raise Failed(f"no good release older than {cur} to roll back to")
+        if dry_run:
+            say(f"dry run: current would go {cur} -> {older[-1]}")
+            return {"changed": False, "current": older[-1], "previous": cur, "would_change": True}
         root.point_current(older[-1])
         say(f"current: {cur} -> {older[-1]}")
         res = {"changed": True, "current": older[-1], "previous": cur}
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
     res["service"] = _restart_service(res)
     return res
 
@@ -885,6 +907,140 @@ def field_lines(doc, keys: list) -> list:
     return out
 
 
+# The fleet's records (fleet/deploy.yml and rollback.yml write them for ``host report``): the
+# steps' answers come from the target, so every value is checked here as ``check`` does; a
+# malformed one is recorded as missing, never trusted, and the record is still written.
+
+def _answer(raw) -> dict:
+    try:
+        d = json.loads(raw) if isinstance(raw, str) and raw.strip() else None
+    except ValueError:
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+def _release_name(v):
+    return v if isinstance(v, str) and NAME_RE.fullmatch(v) else None
+
+
+def _ms(v):
+    return float(v) if type(v) in (int, float) and v == v and 0 <= v < 1e9 else None
+
+
+def _count(v):
+    return v if type(v) is int and 0 <= v < 2 ** 53 else None
+
+
+def _text(v, limit=300):
+    return printable(v, limit) if isinstance(v, str) else None
+
+
+def _step_error(step, error) -> str:
+    error = error or "failed"
+    return error if error.startswith(f"{step}:") else f"{step}: {error}"
+
+
+def fleet_outcome(doc: dict) -> dict:
+    """A host's outcome from the playbook's facts (trusted: host, board, rollout, release,
+    failed_step, error) and the target's answers (untrusted, raw stdout of each step).
+
+    switched: the new release is current.  kept: current unchanged and nothing failed (up to
+    date; or a rollback with nothing older).  rolled back: the new release was installed,
+    failed on this host (smoke, gate or a later step) and its previous release is current (the
+    failure came before the switch, or ``rollback --from`` switched back); with rollback.yml,
+    current went back one release.  failed: the new release was not installed (the target was
+    refused, the transfer or pip failed: nothing changed), or there is no previous release to
+    fall back to, or the rollback itself failed."""
+    a = {k: _answer(v) for k, v in (doc.get("answers") or {}).items()}
+    status, switch, rollback, bench, smoke, install = (a.get(k, {}) for k in
+                                                       ("status", "switch", "rollback", "bench", "smoke", "install"))
+    cur_before = status.get("current") if isinstance(status.get("current"), dict) else {}
+    before = _release_name(cur_before.get("release"))
+    failed_step = _text(doc.get("failed_step"), 60)
+    error = (_text(a.get("failed", {}).get("error")) or _text(doc.get("error"))
+             or _text(a.get("bench", {}).get("error")))
+    rb_ok = rollback.get("ok") is True
+    rb_cur = _release_name(rollback.get("current"))
+    out = {"previous": before, "current": before, "failed_step": failed_step}
+    if doc.get("action") == "rollback":
+        if rb_ok and rollback.get("changed") is True:
+            out.update(outcome="rolled back", current=rb_cur, previous=_release_name(rollback.get("previous")),
+                       detail=f"fleet/rollback.yml: current {rollback.get('previous')} -> {rb_cur}")
+        elif rb_ok:
+            out.update(outcome="kept", current=rb_cur or before, detail="fleet/rollback.yml: nothing to roll back")
+        else:
+            out.update(outcome="failed", detail=f"fleet/rollback.yml: {error or _text(rollback.get('error'))}")
+    elif failed_step is None and status.get("up_to_date") is True:
+        out.update(outcome="kept", detail=f"up to date: {before} has this code, model and dependency set")
+    elif failed_step is None and switch.get("ok") is True:
+        out.update(outcome="switched", current=_release_name(switch.get("current")),
+                   detail=f"current {before or '(none)'} -> {_release_name(switch.get('current'))}")
+    elif install.get("ok") is not True:
+        out.update(outcome="failed", detail=f"{_step_error(failed_step or 'deploy', error)}; nothing installed, "
+                                            f"current stays {before or '(none)'}")
+    elif rb_ok and rb_cur:
+        how = (f"current switched back to {rb_cur}" if rollback.get("changed") is True
+               else f"the new release never went live; current stays {rb_cur}")
+        out.update(outcome="rolled back", current=rb_cur, detail=f"{_step_error(failed_step, error)}; {how}")
+    else:
+        why = ("no previous release to fall back to" if rb_ok else
+               f"rollback failed: {_text(rollback.get('error')) or 'not run'}")
+        out.update(outcome="failed", current=rb_cur if rb_ok else None,
+                   detail=f"{_step_error(failed_step or 'deploy', error)}; {why}")
+    golden = bench.get("golden") if isinstance(bench.get("golden"), dict) else None
+    if golden is None:
+        checks = smoke.get("checks") if isinstance(smoke.get("checks"), dict) else {}
+        golden = checks.get("golden") if isinstance(checks.get("golden"), dict) else {}
+    out["gate"] = {"p50_ms": _ms(bench.get("p50_ms")), "p99_ms": _ms(bench.get("p99_ms")),
+                   "frames": _count(bench.get("frames")),
+                   "within_budget": bench.get("within_budget") if type(bench.get("within_budget")) is bool else None,
+                   "golden": {"status": golden.get("status") if golden.get("status") in
+                              ("identical", "different", "unverified") else None,
+                              "identical": _count(golden.get("identical")), "images": _count(golden.get("images"))}}
+    results = bench.get("results") if isinstance(bench.get("results"), dict) else {}
+    out["results"] = {k: os.path.basename(v) for k, v in results.items()
+                      if k in ("bench", "run") and isinstance(v, str)
+                      and re.fullmatch(rf"reports/{k}-{NAME_RE.pattern}\.json", v)}
+    facts = status.get("facts") if isinstance(status.get("facts"), dict) else {}
+    out["machine"] = {k: v for k, v in (("arch", _text(facts.get("machine"), 20)), ("os", _text(facts.get("os"), 80)),
+                                          ("python", _text(facts.get("python"), 10))) if v}
+    out["runtime"] = _text(install.get("runtime"), 40) or _text(cur_before.get("runtime"), 40)
+    return out
+
+
+def write_record(kind: str, doc, path: str) -> dict:
+    """Write ``reports/fleet/HOST/outcome.json`` or ``reports/fleet/rollout.json`` through
+    device.schema (the one reader and writer of result files)."""
+    from device import schema
+
+    if not isinstance(doc, dict):
+        raise Refused("record: stdin must be a JSON object")
+    try:
+        if kind == "rollout":
+            rec = schema.FleetRollout(**{k: doc[k] for k in ("rollout", "action", "hosts", "canary", "batches",
+                                                              "release", "content", "model_sha256") if k in doc})
+        else:
+            o = fleet_outcome(doc)
+            if o["outcome"] == "kept" and os.path.exists(path):
+                # Nothing was measured this time: the figures of the run that made it current stay.
+                try:
+                    old = schema.load(path, expect=("fleet_outcome",))
+                    if old.current == o["current"] and old.gate:
+                        o.update(gate=old.gate, results=old.results)
+                except schema.UsageError:
+                    pass
+            budget = doc.get("budget_ms")
+            rec = schema.FleetOutcome(host=str(doc.get("host")), rollout=str(doc.get("rollout")),
+                                      action=str(doc.get("action")), board=_text(doc.get("board"), 40),
+                                      release=_release_name(doc.get("release")),
+                                      budget_ms=float(budget) if type(budget) in (int, float) else None, **o)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        rec.write(path)
+    except (TypeError, schema.SchemaError) as exc:
+        raise Refused(f"record: {exc}") from None
+    return {"changed": True, "path": path, **({"outcome": rec.outcome} if kind == "outcome" else {})}
+
+
 # --- command line --------------------------------------------------------------------------
 
 class _ArgError(Exception):
@@ -919,11 +1075,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-ms", type=float, default=5.0)
     p.add_argument("--runs", type=int, default=500)
     p.add_argument("--gate", action="store_true", help="exit 1 when the p99 per-frame total is over budget")
+    p.add_argument("--golden-identical", action="store_true",
+                   help="with --gate: also exit 1 unless the smoke test found every golden prediction identical")
     p = step("switch", "make a release current")
     p.add_argument("--release", required=True)
     p.add_argument("--keep", type=int, default=3, help="good releases to keep, current included")
-    step("rollback", "back to the previous good release").add_argument(
-        "--from", dest="from_name", help="only if this release is current (safe to repeat)")
+    p = step("rollback", "back to the previous good release")
+    p.add_argument("--from", dest="from_name", help="only if this release is current (safe to repeat)")
+    p.add_argument("--dry-run", action="store_true", help="say where current would go; change nothing")
     step("service", "install and start the systemd user unit").add_argument(
         "--preview", metavar="[HOST:]PORT", help="serve the live preview (127.0.0.1 unless HOST; "
         "any other bind is protected by a token kept in ROOT/preview.env)")
@@ -934,6 +1093,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = step("check", "(workstation) validate a status answer", root=False)
     p.add_argument("answer", help="the status answer (JSON file)")
     p.add_argument("--content", required=True, help="content hash of the payload to ship")
+    p = step("record", "(workstation) write a fleet record for host report", root=False)
+    p.add_argument("kind", choices=("outcome", "rollout"), help="one host's outcome, or the rollout itself")
+    p.add_argument("--out", required=True, help="the record file (JSON in, on stdin)")
     p = step("field", "(workstation) print fields of a step answer", root=False)
     p.add_argument("answer")
     p.add_argument("keys", nargs="+")
@@ -946,12 +1108,21 @@ def run(args) -> dict:
         return step_pack(args.model, args.out, args.root)
     if s in ("check", "field"):
         try:
-            with open(args.answer, errors="replace") as f:
-                doc = json.loads(f.read(4_000_000))
+            if args.answer == "-":      # Ansible passes a registered answer on stdin
+                doc = json.loads(sys.stdin.read(4_000_000))
+            else:
+                with open(args.answer, errors="replace") as f:
+                    doc = json.loads(f.read(4_000_000))
         except (OSError, ValueError) as exc:
             raise Refused(f"the target's answer is not JSON ({printable(exc, 80)}); refusing") from None
         lines = check_status(doc, args.content) if s == "check" else field_lines(doc, args.keys)
         return {"lines": lines}
+    if s == "record":
+        try:
+            doc = json.loads(sys.stdin.read(16_000_000))
+        except ValueError as exc:
+            raise Refused(f"record: stdin is not JSON ({printable(exc, 80)})") from None
+        return write_record(args.kind, doc, args.out)
     root = Root(args.root)
     if s == "status":
         if args.content is not None and not CONTENT_RE.fullmatch(args.content):
@@ -964,13 +1135,14 @@ def run(args) -> dict:
     if s == "bench":
         if not (0 < args.budget_ms < 1e6) or args.runs < 1:
             raise Refused("--budget-ms must be > 0 and --runs >= 1")
-        return step_bench(root, args.release, args.clip, args.budget_ms, args.runs, args.gate)
+        return step_bench(root, args.release, args.clip, args.budget_ms, args.runs, args.gate,
+                          args.golden_identical)
     if s == "switch":
         if args.keep < 1:
             raise Refused("--keep must be >= 1")
         return step_switch(root, args.release, args.keep)
     if s == "rollback":
-        return step_rollback(root, args.from_name)
+        return step_rollback(root, args.from_name, args.dry_run)
     return step_service(root, args.preview)
 
 

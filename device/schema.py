@@ -19,6 +19,9 @@ Format history (``SCHEMA_VERSION``):
       ``interpreter_init_ms`` (build only) in run and bench alike (v1's ``init_ms`` meant the
       first in bench and the second in run); the model records ``verified`` ("manifest" or
       "unverified").  Benchmark summaries are kind ``benchmark`` with a ``name``.
+  2 (same version, new kinds) - ``fleet_rollout`` and ``fleet_outcome``: a fleet rollout
+      (fleet/deploy.yml, fleet/rollback.yml) and each host's outcome in it, written by
+      ``device/release.py record`` beside the host's results in ``reports/fleet/HOST/``.
   Version 1 files are read by :func:`upgrade`, so older results (a Pi's, committed ones)
   still render.
 """
@@ -215,14 +218,14 @@ class SuiteResult(Document):
 
 @dataclass(kw_only=True)
 class TechniqueResult(Document):
-    """``host distill`` / ``prune-channels`` / ``export-onnx``: one measured technique.  The
-    section is the technique's own figures; ``technique`` says which."""
+    """``host distill`` / ``prune-channels`` / ``export-onnx`` / ``finetune``: one measured
+    technique.  The section is the technique's own figures; ``technique`` says which."""
     KIND: ClassVar[str] = "technique"
-    technique: str                   # distill | prune_channels | export_onnx
+    technique: str                   # distill | prune_channels | export_onnx | finetune
     figures: dict
     wall_seconds: float | None = None
 
-    NAMES: ClassVar[tuple] = ("distill", "prune_channels", "export_onnx")
+    NAMES: ClassVar[tuple] = ("distill", "prune_channels", "export_onnx", "finetune")
 
     def validate(self):
         super().validate()
@@ -248,8 +251,69 @@ class BenchmarkResult(Document):
         return self
 
 
+# -- a fleet of Pis (fleet/*.yml) ----------------------------------------------------------------
+FLEET_ACTIONS = ("deploy", "rollback")
+
+
+@dataclass(kw_only=True)
+class FleetRollout(Document):
+    """One run of fleet/deploy.yml or rollback.yml: which hosts it aimed at, the canary batch,
+    the release it shipped.  A host it names without an outcome of this rollout was not
+    reached (the rollout stopped first, or the host was unreachable)."""
+    KIND: ClassVar[str] = "fleet_rollout"
+    rollout: str                     # id, also in each host's outcome
+    action: str                      # FLEET_ACTIONS
+    hosts: list
+    canary: list = field(default_factory=list)
+    batches: list = field(default_factory=list)      # serial batches after the canary
+    release: str | None = None
+    content: str | None = None
+    model_sha256: str | None = None
+
+    def validate(self):
+        super().validate()
+        _need(isinstance(self.rollout, str) and self.rollout, "fleet rollout has no id")
+        _need(self.action in FLEET_ACTIONS, f"fleet action {self.action!r} is not one of {FLEET_ACTIONS}")
+        _need(isinstance(self.hosts, list) and all(isinstance(h, str) for h in self.hosts + list(self.canary)),
+              "fleet hosts / canary are not lists of names")
+        return self
+
+
+@dataclass(kw_only=True)
+class FleetOutcome(Document):
+    """What a rollout did to one host (``machine``: the target's architecture, OS and Python as
+    it answered).  ``gate``: p50_ms, p99_ms, frames, within_budget, golden {status, identical,
+    images}; ``results``: the bench / run result files beside this record."""
+    KIND: ClassVar[str] = "fleet_outcome"
+    host: str
+    rollout: str
+    action: str
+    outcome: str                     # OUTCOMES
+    detail: str = ""
+    board: str | None = None
+    release: str | None = None       # the release this rollout shipped
+    current: str | None = None       # `current` on the host afterwards
+    previous: str | None = None      # and before
+    failed_step: str | None = None
+    runtime: str | None = None
+    budget_ms: float | None = None
+    gate: dict = field(default_factory=dict)
+    results: dict = field(default_factory=dict)
+
+    OUTCOMES: ClassVar[tuple] = ("switched", "kept", "rolled back", "failed")
+
+    def validate(self):
+        super().validate()
+        _need(isinstance(self.host, str) and self.host, "fleet outcome has no host")
+        _need(self.outcome in self.OUTCOMES, f"fleet outcome {self.outcome!r} is not one of {self.OUTCOMES}")
+        _need(self.action in FLEET_ACTIONS, f"fleet action {self.action!r} is not one of {FLEET_ACTIONS}")
+        _need(isinstance(self.gate, dict) and isinstance(self.results, dict), "fleet gate / results not objects")
+        return self
+
+
 KINDS: dict[str, type[Document]] = {c.KIND: c for c in (RunResult, BenchResult, SuiteResult,
-                                                         TechniqueResult, BenchmarkResult)}
+                                                         TechniqueResult, BenchmarkResult,
+                                                         FleetRollout, FleetOutcome)}
 
 
 # -- reading ---------------------------------------------------------------------------------

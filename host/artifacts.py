@@ -20,6 +20,21 @@ from device.fsio import atomic_write_json
 from device.manifest import INPUT_CONTRACT, MANIFEST_VERSION, sha256_bytes
 
 LIBRARIES = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "numpy", "ai-edge-litert")
+# What the shipped INT8 model must reach (README "Measured figures"): train-qat reports against
+# these, and benchmarks/ check their results against the same numbers.
+TARGET_ACCURACY = 0.995     # on all 10,000 MNIST test images, through the device runtime
+TARGET_BYTES = 64 * 1024    # model.tflite
+
+
+def target_lines(manifest: dict) -> list[str]:
+    """One ``target: ... PASS|FAIL`` line per target, from a manifest: a low figure is a result
+    to report, not an error."""
+    acc, size = manifest["accuracy"]["tflite"], manifest["bytes"]
+    verdict = {True: "PASS", False: "FAIL"}
+    return [f"target: INT8 accuracy {100 * acc:.2f} % >= {100 * TARGET_ACCURACY:.1f} %: "
+            f"{verdict[acc >= TARGET_ACCURACY]}",
+            f"target: model size {size:,} bytes <= {TARGET_BYTES:,} bytes (64 KB): "
+            f"{verdict[size <= TARGET_BYTES]}"]
 
 
 RECORD = ".host-run.json"  # which verb filled the folder, and with which files

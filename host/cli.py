@@ -75,8 +75,10 @@ def _add_training(p, d: config.TrainConfig):
                    help="L2 weight penalty (0 = off)")
     p.add_argument("--limit", type=LIMIT, metavar="N", help="use only N (>= 100) training images (quick runs)")
     p.add_argument("--augment", default=d.augment, choices=config.AUGMENT_MODES,
-                   help="training augmentation: full = rotation/shift/zoom + stroke thickness "
-                   "and blur (camera-like); geometric = rotation/shift/zoom only")
+                   help="training augmentation: camera = rotation/shift/zoom + what the device's "
+                   "crops of photos show (stroke width, saturation, blur, shadow, noise, cut ends); "
+                   "full = the previous default (rotation/shift/zoom + stroke thickness and blur); "
+                   "geometric = rotation/shift/zoom only")
     p.add_argument("--seed", type=SEED, default=d.seed, help="random seed")
     _add_data(p)
 
@@ -184,6 +186,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="explain.png", help="the PNG grid")
     _add_data(p)
 
+    d, mix = config.defaults("finetune"), config.MixConfig()
+    p = _verb(sub, "finetune", "fine-tune on collected samples mixed with MNIST -> INT8",
+              "Fine-tune the shipped model (or --base) on collected samples (folders with labels.csv "
+              "from `device collect` or the preview; the dev photos folder too) mixed with MNIST, then "
+              "QAT + full INT8 + evaluation and manifest, ready for `deploy.sh --model`. Scores MNIST "
+              "and the held-out samples before and after (finetune.json).")
+    p.add_argument("collections", nargs="+", metavar="COLLECTION", help="collection folders")
+    p.add_argument("--base", metavar="MODEL", type=_existing_file("--base"),
+                   help="start from this model: an INT8 edge .tflite, or float.h5 / qat.h5 from "
+                   "host train-qat (default: the shipped device/models/model.tflite)")
+    p.add_argument("--test", action="append", default=[], metavar="COLLECTION",
+                   help="score on this collection (repeatable) and train on all of COLLECTION...; "
+                   "default: hold out --holdout of it")
+    p.add_argument("--holdout", type=_fraction("--holdout", lo_open=False), default=mix.holdout,
+                   help="share of each digit's samples held out for scoring, in [0, 1)")
+    p.add_argument("--ratio", type=_fraction("--ratio", lo_open=True), default=mix.ratio,
+                   help="collected share of each batch, in (0, 1); the rest is MNIST")
+    p.add_argument("--mnist-images", type=number(int, lo=100, hi=60000, flag="--mnist-images"),
+                   default=mix.mnist_images, help="MNIST training images in the mix")
+    p.add_argument("--epochs", type=number(int, lo=0, flag="--epochs"), default=d.epochs,
+                   help="float fine-tuning epochs over the mix (0: QAT on the mix only)")
+    p.add_argument("--lr", type=positive(flag="--lr"), default=d.lr, help="fine-tuning learning rate (cosine decay)")
+    p.add_argument("--batch", type=positive(int, flag="--batch"), default=d.batch, help="batch size")
+    p.add_argument("--seed", type=SEED, default=d.seed, help="random seed")
+    _add_qat(p, d, "runs/finetune")
+    _add_data(p)
+
     d = config.defaults("prune")
     p = _verb(sub, "prune", "magnitude pruning of a float model",
               "Polynomial-decay magnitude pruning to a target sparsity, strip_pruning, per-layer "
@@ -217,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
               "Render `device run` / `device bench` results (this machine's, or a Pi's from "
               "deploy.sh --bench), benchmark suite summaries and technique results side by side. "
               "Needs no TensorFlow.")
-    p.add_argument("results", nargs="+", metavar="RESULT.json")
+    p.add_argument("results", nargs="*", metavar="RESULT.json")
+    p.add_argument("--fleet", metavar="DIR", help="a fleet rollout's folder (reports/fleet, from "
+                   "fleet/deploy.yml): one row per Pi")
     p.add_argument("--out", default="report.html", help="self-contained HTML file")
     p.add_argument("--markdown", metavar="REPORT.md", help="also write a Markdown summary")
     p.add_argument("--baseline", metavar="OLD.json", help="mark stages slower than this result")
@@ -269,6 +300,16 @@ def cmd_evaluate(args) -> int:
     from host.pipeline import run_evaluate
 
     run_evaluate(args.model, args.data, args.threads, args.json)
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    _out_dir(args)
+    from host.finetune import run_finetune  # reads the collections before TensorFlow loads
+
+    mix = config.MixConfig(ratio=args.ratio, mnist_images=args.mnist_images, holdout=args.holdout)
+    run_finetune(args.collections, config.from_args(args.verb, args), mix, args.data, args.out,
+                 base=args.base, test=args.test)
     return 0
 
 
@@ -331,7 +372,7 @@ def cmd_report(args) -> int:
     from host.report import build_report
     from host.report.page import one_line
 
-    rep = build_report(args.results, args.out, args.markdown, args.baseline, args.tolerance)
+    rep = build_report(args.results, args.out, args.markdown, args.baseline, args.tolerance, args.fleet)
     for line in rep["problems"]:
         print(f"host: warning: {one_line(line)}", file=sys.stderr)
     for note in rep["notes"]:
@@ -366,7 +407,8 @@ def _stoppable(cmd):
 VERBS = {name: _stoppable(cmd) for name, cmd in {
     "train": cmd_train, "train-qat": cmd_train_qat, "distill": cmd_distill,
     "prune-channels": cmd_prune_channels, "export-onnx": cmd_export_onnx, "explain": cmd_explain,
-    "prune": cmd_prune, "convert": cmd_convert, "evaluate": cmd_evaluate, "report": cmd_report}.items()}
+    "prune": cmd_prune, "convert": cmd_convert, "evaluate": cmd_evaluate, "report": cmd_report,
+    "finetune": cmd_finetune}.items()}
 
 
 def main(argv=None) -> int:

@@ -31,7 +31,8 @@ def prune(model, data: Mnist, cfg: TrainConfig, sparsity: float, epochs: int):
         end_step=max(1, int(steps * 2 / 3)), frequency=max(1, steps // 50))
     pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
     hist = fit(pruned, data, cfg, epochs, cfg.qat_lr * 5,
-               extra_callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], early_stop=False)
+               extra_callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], early_stop=False,
+               ema=0.0)  # an average of weights being masked would not stay sparse
     return tfmot.sparsity.keras.strip_pruning(pruned), hist
 
 
@@ -44,7 +45,7 @@ def quantize(model, data: Mnist, cfg: TrainConfig, epochs: int, pruned: bool):
                                tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme())
     else:
         qat = q.quantize_model(model)
-    hist = fit(qat, data, cfg, epochs, cfg.qat_lr, early_stop=False) if epochs > 0 else {}
+    hist = fit(qat, data, cfg, epochs, cfg.qat_lr, early_stop=False, ema=0.0) if epochs > 0 else {}
     return qat, hist
 
 

@@ -10,7 +10,7 @@ from host import tfenv  # noqa: F401
 from device.errors import UsageError
 from device.fsio import atomic_write_json
 from host import models as archs
-from host.artifacts import Staging, build_manifest, check_out_dir
+from host.artifacts import Staging, build_manifest, check_out_dir, target_lines
 from host.convert import convert, representative_images
 from host.data import Mnist, load_mnist
 from host.evaluate import evaluate_tflite
@@ -70,6 +70,9 @@ def run_train_qat(cfg: TrainConfig, data_dir: str | None, out: str,
             st, "", float_model, base, data, cfg, histories, arch=arch, acc_float=acc_float,
             config={**cfg.to_dict(), "from": from_model, "data": data.source}, t_start=t_start)
     print_summary(manifest, Path(out))
+    print()
+    for line in target_lines(manifest):
+        print(line)
     return manifest
 
 

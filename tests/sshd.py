@@ -117,6 +117,7 @@ AllowUsers {' '.join(users)}
 UsePAM no
 StrictModes no
 MaxStartups 50
+Subsystem sftp internal-sftp
 {matches}""")
     Path("/run/sshd").mkdir(exist_ok=True)
     log = tmp / "sshd.log"

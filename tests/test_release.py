@@ -124,6 +124,13 @@ def test_check_refuses_an_unsupported_target(facts, expected):
         check_lines(status_answer(**facts))
 
 
+def test_check_reads_the_answer_on_stdin_as_ansible_passes_it():
+    r = run_py(RELPY, "check", "-", "--content", "0123456789ab", stdin=json.dumps(status_answer()))
+    assert r.returncode == 0 and "up_to_date=no" in r.stdout.splitlines(), r.stderr
+    r = run_py(RELPY, "check", "-", "--content", "0123456789ab", stdin="\x1b[2J not json")
+    assert r.returncode == 2 and "not JSON" in r.stderr and r.stdout == ""
+
+
 def test_field_lines_sanitise_step_answers():
     doc = {"error": "bad \x1b]2;x\x07 $(id)\nnext", "p99_ms": 12.3456789, "n": 3, "ok": False,
            "nested": {"v": "a"}, "nan": float("nan"), "list": [1], "big": 1e300}
@@ -259,6 +266,10 @@ def test_switch_keep_and_rollback(tmp_path):
     rc, a, _ = step(top, "switch", f"--release={NAME4}", "--keep=2")
     assert a["removed"] == [NAME1] and a["venvs_removed"] == ["v1"]
     # Roll back: to the newest good release older than current; --from makes it safe to repeat.
+    # --dry-run (Ansible's --check) names the same target and changes nothing.
+    rc, a, _ = step(top, "rollback", "--dry-run")
+    assert rc == 0 and not a["changed"] and a["would_change"] and (a["previous"], a["current"]) == (NAME4, NAME3)
+    assert os.readlink(top / "current") == f"releases/{NAME4}"
     rc, a, _ = step(top, "rollback", f"--from={NAME4}")
     assert rc == 0 and a["changed"] and (a["previous"], a["current"]) == (NAME4, NAME3)
     rc, a, _ = step(top, "rollback", f"--from={NAME4}")
@@ -397,6 +408,22 @@ def test_install_smoke_switch_status_as_ansible_would(tmp_path):
     assert rec["runtime"] == choice.runtime and rec["reason"] == choice.reason and rec["facts_key"]
     rc, a, err = step(top, "smoke", f"--release={name}")
     assert rc == 0 and a["checks"]["golden"]["status"] == "identical", err
+    # The fleet's gate: budget and golden agreement in one step; an unverified golden check
+    # (a model without expectations) does not pass it.
+    clip = top / "bench" / "clip.avi"
+    clip.parent.mkdir()
+    subprocess.run([sys.executable, "-m", "device.cli", "make-clip", str(clip), "--digits", "10", "--hold", "2"],
+                   cwd=ROOT, check=True, capture_output=True, timeout=300)
+    rc, a, err = step(top, "bench", f"--release={name}", "--runs=20", "--budget-ms=100000", "--gate",
+                      "--golden-identical")
+    assert rc == 0 and a["within_budget"] and a["golden"] == {"status": "identical", "images": 2200,
+                                                             "identical": 2200}, err
+    smoke = json.loads((rel / "SMOKE.json").read_text())
+    (rel / "SMOKE.json").write_text(json.dumps({**smoke, "checks": {**smoke["checks"], "golden": {"status": "unverified"}}}))
+    rc, a, err = step(top, "bench", f"--release={name}", "--runs=20", "--budget-ms=100000", "--gate",
+                      "--golden-identical")
+    assert rc == 1 and "golden-set predictions not shown identical" in a["error"] and a["within_budget"], err
+    (rel / "SMOKE.json").write_text(json.dumps(smoke))
     rc, a, _ = step(top, "switch", f"--release={name}")
     assert rc == 0 and a["changed"]
     rc, a, _ = step(top, "status", f"--content={rec['content']}")

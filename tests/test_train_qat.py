@@ -31,10 +31,17 @@ def test_train_qat_end_to_end(tmp_path, mnist, capsys):
     # QAT makes the Keras model and the INT8 file agree closely.
     assert abs(m["accuracy"]["tflite"] - m["accuracy"]["keras_qat"]) < 0.01
     assert sum(map(sum, m["confusion_matrix"])) == 10000
+    text = capsys.readouterr().out
+    assert "tflite accuracy" in text
+    # It ends with the targets: a short run misses the accuracy one, which is a result
+    # (exit 0 above), not an error; the edge model always meets the size one.
+    acc_line, size_line = text.strip().splitlines()[-2:]
+    assert acc_line == (f"target: INT8 accuracy {100 * m['accuracy']['tflite']:.2f} % >= 99.5 %: "
+                        + ("PASS" if m["accuracy"]["tflite"] >= 0.995 else "FAIL")), acc_line
+    assert size_line == f"target: model size {m['bytes']:,} bytes <= 65,536 bytes (64 KB): PASS", size_line
     # The golden expectations travel with the model, and the device reproduces them.
     assert len(m["golden"]["predictions"]) == m["golden"]["images"] >= 2100
     assert device_main(["golden", "--model", str(out / "model.tflite")]) == 0
-    assert "tflite accuracy" in capsys.readouterr().out
     hist = json.loads((out / "history.json").read_text())
     assert len(hist["float"]["loss"]) == 2 and len(hist["qat"]["loss"]) == 1
 

@@ -8,6 +8,7 @@ when no Raspberry Pi result is among them.  What cannot be reported (an unreadab
 malformed field) is named in one line, and the rest is still rendered.
 
 The parts: :mod:`.load` (the files), :mod:`.tables` (what the report says, as data),
+:mod:`.fleet` (``--fleet``: a row per Pi of a fleet rollout),
 :mod:`.plots` (figures), :mod:`.compare` (``--baseline``), :mod:`.page` (HTML / Markdown).
 No TensorFlow anywhere here.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 from device.errors import UsageError
 from device.fsio import atomic_write_bytes
 from host.report import compare, load, plots, tables
+from host.report import fleet as fleet_report
 from host.report.page import Section, html_page, markdown
 
 TITLE = "mnist-edge benchmark report"
@@ -59,14 +61,15 @@ def _baseline_notes(path: str, suites, results, tolerance: float) -> list[str]:
 
 
 def build_report(paths: list[str], out: str | None, md: str | None, baseline: str | None,
-                 tolerance: float = 0.10) -> dict:
-    """Load the result files and write the HTML (and Markdown).  Returns the notes, the
-    problems (one line each) and the device table's rows.  UsageError when no file can be
-    reported at all."""
-    if not paths:
-        raise UsageError("give at least one result JSON (from device run / device bench / benchmarks.suite)")
+                 tolerance: float = 0.10, fleet: str | None = None) -> dict:
+    """Load the result files (and with ``fleet``, a fleet rollout's folder: reports/fleet) and
+    write the HTML (and Markdown).  Returns the notes, the problems (one line each) and the
+    device table's rows.  UsageError when nothing can be reported at all."""
+    if not paths and not fleet:
+        raise UsageError("give at least one result JSON (from device run / device bench / benchmarks.suite) "
+                         "or --fleet reports/fleet")
     docs, problems = load.load(paths)
-    if not docs:
+    if paths and not docs:
         more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
         raise UsageError(problems[0].removesuffix("; skipped") + more)
     suites = [d for d in docs if d.kind == "suite"]
@@ -78,15 +81,19 @@ def build_report(paths: list[str], out: str | None, md: str | None, baseline: st
     machines = sorted({tables.describe_machine(r.machine) for r in results}
                       | {tables.describe_machine(d.data["machine"]) for d in suites}
                       | {row[3] for row in technique_rows})
-    notes = [f"Machines: {'; '.join(machines)}."]
+    notes = [f"Machines: {'; '.join(machines)}."] if machines else []
     machine_dicts = [r.machine for r in results] + [d.data["machine"] for d in suites]
-    if not any(m.get("is_raspberry_pi") for m in machine_dicts):
+    if docs and not any(m.get("is_raspberry_pi") for m in machine_dicts):
         notes.append("No Raspberry Pi result is in this report: every figure here was measured "
                      "on the machines named above, not on a Pi.")
     if baseline:
         notes += _baseline_notes(baseline, suites, results, tolerance)
 
     sections = [s for s in (_suite_section(d, problems, draw=bool(out)) for d in suites) if s]
+    if fleet:
+        f = fleet_report.load_fleet(fleet, problems)
+        notes += fleet_report.fleet_notes(f)
+        sections.insert(0, Section("Fleet", tables=[fleet_report.fleet_table(f)]))
     if technique_rows:
         t = tables.techniques_table()
         t.rows = technique_rows

@@ -190,6 +190,16 @@ def technique_row(d: dict, name: str) -> list[str]:
         result = (f"same prediction as TFLite float32 on {100 * d['agreement']:.2f} % of {d['images']:,} images; "
                   f"accuracy {100 * d['accuracy']['onnx']:.2f} %; p50 onnxruntime {lo['p50']:.4f} ms vs "
                   f"TFLite float32 {lt['p50']:.4f} ms")
+    elif kind == "finetune":
+        b, a, pool = d["before"], d["after"], d["pool"]
+        title = "fine-tuning on collected samples"
+        setting = (f"{d['base']['kind']} base, {pool['collected_samples']} samples x {pool['copies']} + "
+                   f"{pool['mnist_images']:,} MNIST ({pool['collected_share']:.0%} collected), "
+                   f"{d['epochs']} epochs at lr {d['lr']:g}")
+        result = f"MNIST INT8 {100 * b['mnist_int8']:.2f} -> {100 * a['mnist_int8']:.2f} %"
+        if b["heldout"]:
+            result += (f"; held-out samples {b['heldout']['correct']}/{b['heldout']['samples']} -> "
+                       f"{a['heldout']['correct']}/{a['heldout']['samples']}")
     else:
         raise KeyError(f"kind {kind!r}")
     return [title, setting, result, describe_machine(d.get("machine")), name]
