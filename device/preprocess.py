@@ -133,38 +133,52 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray, bbox, opts: PreprocessOptions = 
 
 @functools.lru_cache(maxsize=512)
 def _weights(n_in: int, n_out: int) -> tuple[np.ndarray, int]:
-    """Integer resampling weights (``n_out`` x ``n_in``, as float64) and their row sum.
-    Shrinking: area averaging, the overlap of output pixel j ([j n_in, (j+1) n_in)) with input
-    pixel i ([i n_out, (i+1) n_out)) in units of 1/(n_in n_out) of a pixel.  Enlarging:
-    bilinear with pixel centres aligned (src = (j + 0.5) n_in / n_out - 0.5, clamped at the
-    ends) and weights in 1/2048ths, OpenCV's ``INTER_LINEAR`` formula, in integers."""
+    """Integer resampling weights (``n_out`` x ``n_in``) and their row sum.  Shrinking: area
+    averaging, the overlap of output pixel j ([j n_in, (j+1) n_in)) with input pixel i
+    ([i n_out, (i+1) n_out)) in units of 1/(n_in n_out) of a pixel.  Enlarging: bilinear with
+    pixel centres aligned (src = (j + 0.5) n_in / n_out - 0.5, clamped at the ends, as OpenCV's
+    ``INTER_LINEAR``), weights in 1/128ths."""
     if n_out <= n_in:
         a_in, a_out = np.arange(n_in + 1) * n_out, np.arange(n_out + 1) * n_in
         w = np.minimum(a_out[1:, None], a_in[None, 1:]) - np.maximum(a_out[:-1, None], a_in[None, :-1])
-        return np.maximum(w, 0).astype(np.float64), n_in
+        return np.maximum(w, 0), n_in
     den = 2 * n_out
     src = (2 * np.arange(n_out) + 1) * n_in - n_out          # the source position, times den
     i0 = np.clip(src // den, 0, n_in - 1)
     frac = np.where((src < 0) | (i0 >= n_in - 1), 0, src - i0 * den)
-    w1 = (frac * 2048 + den // 2) // den
-    w = np.zeros((n_out, n_in), np.float64)
+    w1 = (frac * 128 + den // 2) // den
+    w = np.zeros((n_out, n_in), np.int64)
     rows = np.arange(n_out)
-    np.add.at(w, (rows, i0), 2048 - w1)
+    np.add.at(w, (rows, i0), 128 - w1)
     np.add.at(w, (rows, np.minimum(i0 + 1, n_in - 1)), w1)
-    return w, 2048
+    return w, 128
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan(h: int, w: int, nh: int, nw: int):
+    """The two weight matrices of :func:`resample` and its rounding, in float32 when every
+    partial sum of the products is an integer below 2**24 (255 x the denominator: any crop of
+    a working copy of <= 256 px), float64 beyond; the rounding is in integers (numpy's float
+    floor division costs several times a whole product here)."""
+    wy, dy = _weights(h, nh)
+    wx, dx = _weights(w, nw)
+    den = dy * dx
+    t = np.float32 if 255 * den + den < 2 ** 24 else np.float64
+    return wy.astype(t), np.ascontiguousarray(wx.T, dtype=t), den // 2, den
 
 
 def resample(img: np.ndarray, width: int, height: int) -> np.ndarray:
     """``img`` (uint8) resized to ``width`` x ``height`` with the same bytes on every CPU: the
-    weights are integers, so the two matrix products are exact in float64 whatever order a
-    BLAS sums in, and the one rounding (half up) is in integers.  OpenCV's resize is not that:
-    its ARM builds (KleidiCV, carotene) round ``INTER_LINEAR`` and some ``INTER_AREA`` ratios
-    differently from x86, and this image is what the model sees."""
-    wy, dy = _weights(img.shape[0], height)
-    wx, dx = _weights(img.shape[1], width)
-    acc = (wy @ img.astype(np.float64) @ wx.T).astype(np.int64)
-    den = dy * dx
-    return ((acc + den // 2) // den).astype(np.uint8)
+    weights are integers and every partial sum is an integer the float type holds exactly, so
+    the two products are exact whatever order a BLAS sums in, and the one rounding (half up)
+    is an exact floor division.  OpenCV's resize is not that: its ARM builds (KleidiCV,
+    carotene) round ``INTER_LINEAR`` and some ``INTER_AREA`` ratios differently from x86, and
+    this image is what the model sees."""
+    wy, wxt, half, den = _plan(img.shape[0], img.shape[1], height, width)
+    acc = np.dot(np.dot(wy, img.astype(wy.dtype)), wxt).astype(np.int64 if wy.dtype == np.float64 else np.int32)
+    acc += half
+    acc //= den
+    return acc.astype(np.uint8)
 
 
 def to_unit(image: np.ndarray) -> np.ndarray:
