@@ -40,7 +40,7 @@ options:
   --reports DIR           where --bench results land here (default ./reports)
   --ssh-config FILE       use this ssh_config (ssh -F), e.g. for a jump host
   --accept-new-host-key   trust an unknown host key on first contact (accept-new, never "no")
-  --dry-run               say what would be done, change nothing
+  --dry-run               connect and check the target (read-only), say what would be done, change nothing
   -h, --help              this help
 EOF
 }

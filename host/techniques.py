@@ -265,7 +265,7 @@ def run_explain(model_path: str, images: list[str], labels_csv: str | None, mnis
         chosen = list(mnist_index)
         if mnist_errors:
             pred = model.predict(x_test[..., None], batch_size=512, verbose=0).argmax(1)
-            chosen += [int(i) for i in np.flatnonzero(pred != data.y_test)[:mnist_errors] if i not in chosen]
+            chosen += [int(i) for i in np.flatnonzero(pred != data.y_test) if i not in chosen][:mnist_errors]
         for i in chosen:
             xs.append(x_test[i])
             titles.append(f"MNIST test #{i}")

@@ -5,7 +5,6 @@ import csv
 import json
 import shutil
 import subprocess
-import sys
 
 import cv2
 import numpy as np
