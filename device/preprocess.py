@@ -131,17 +131,18 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray, bbox, opts: PreprocessOptions = 
     return to_unit(out)
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=128)
 def _weights(n_in: int, n_out: int) -> tuple[np.ndarray, int]:
-    """Integer resampling weights (``n_out`` x ``n_in``) and their row sum.  Shrinking: area
-    averaging, the overlap of output pixel j ([j n_in, (j+1) n_in)) with input pixel i
-    ([i n_out, (i+1) n_out)) in units of 1/(n_in n_out) of a pixel.  Enlarging: bilinear with
+    """Integer resampling weights (``n_out`` x ``n_in``, held as float32: a few KB per size
+    pair, 128 pairs kept) and their row sum.  Shrinking: area averaging, the overlap of output
+    pixel j ([j n_in, (j+1) n_in)) with input pixel i ([i n_out, (i+1) n_out)) in units of
+    1/(n_in n_out) of a pixel.  Enlarging: bilinear with
     pixel centres aligned (src = (j + 0.5) n_in / n_out - 0.5, clamped at the ends, as OpenCV's
     ``INTER_LINEAR``), weights in 1/128ths."""
     if n_out <= n_in:
         a_in, a_out = np.arange(n_in + 1) * n_out, np.arange(n_out + 1) * n_in
         w = np.minimum(a_out[1:, None], a_in[None, 1:]) - np.maximum(a_out[:-1, None], a_in[None, :-1])
-        return np.maximum(w, 0), n_in
+        return np.maximum(w, 0).astype(np.float32), n_in
     den = 2 * n_out
     src = (2 * np.arange(n_out) + 1) * n_in - n_out          # the source position, times den
     i0 = np.clip(src // den, 0, n_in - 1)
@@ -151,20 +152,7 @@ def _weights(n_in: int, n_out: int) -> tuple[np.ndarray, int]:
     rows = np.arange(n_out)
     np.add.at(w, (rows, i0), 128 - w1)
     np.add.at(w, (rows, np.minimum(i0 + 1, n_in - 1)), w1)
-    return w, 128
-
-
-@functools.lru_cache(maxsize=1024)
-def _plan(h: int, w: int, nh: int, nw: int):
-    """The two weight matrices of :func:`resample` and its rounding, in float32 when every
-    partial sum of the products is an integer below 2**24 (255 x the denominator: any crop of
-    a working copy of <= 256 px), float64 beyond; the rounding is in integers (numpy's float
-    floor division costs several times a whole product here)."""
-    wy, dy = _weights(h, nh)
-    wx, dx = _weights(w, nw)
-    den = dy * dx
-    t = np.float32 if 255 * den + den < 2 ** 24 else np.float64
-    return wy.astype(t), np.ascontiguousarray(wx.T, dtype=t), den // 2, den
+    return w.astype(np.float32), 128
 
 
 def resample(img: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -174,9 +162,16 @@ def resample(img: np.ndarray, width: int, height: int) -> np.ndarray:
     is an exact floor division.  OpenCV's resize is not that: its ARM builds (KleidiCV,
     carotene) round ``INTER_LINEAR`` and some ``INTER_AREA`` ratios differently from x86, and
     this image is what the model sees."""
-    wy, wxt, half, den = _plan(img.shape[0], img.shape[1], height, width)
-    acc = np.dot(np.dot(wy, img.astype(wy.dtype)), wxt).astype(np.int64 if wy.dtype == np.float64 else np.int32)
-    acc += half
+    wy, dy = _weights(img.shape[0], height)
+    wx, dx = _weights(img.shape[1], width)
+    den = dy * dx
+    # float32 holds every partial sum exactly while 255 x den < 2**24 (any crop of a working
+    # copy of <= 256 px); float64 beyond.  The rounding is in integers: numpy's float floor
+    # division costs several times a whole product here.
+    t = np.float32 if 256 * den < 2 ** 24 else np.float64
+    acc = np.dot(np.dot(wy.astype(t, copy=False), img.astype(t)), wx.T.astype(t, copy=False))
+    acc = acc.astype(np.int32 if t is np.float32 else np.int64)
+    acc += den // 2
     acc //= den
     return acc.astype(np.uint8)
 
@@ -209,16 +204,16 @@ def prepare(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> Prepared:
     frame = _checked(frame)
     if frame is None:
         return Prepared(None, None, "empty frame")
-    pyr = Pyramid(frame, opts)
-    # A frame smaller than the working size has no pixels to spare for the half-size tier.
-    if opts.quick and max(pyr.small.shape) >= opts.work_size:
-        d = quick_digit(pyr, opts)
-        if d is not None:
-            return _prepared(d, opts, path="quick")
-    digits = find_digits(pyr, opts, every=False)
-    if not digits:
-        return Prepared(None, None, "no digit", path="full")
-    return _prepared(max(digits, key=lambda d: (d.y1 - d.y0) / d.im.scale), opts, path="full")
+    with Pyramid(frame, opts) as pyr:
+        # A frame smaller than the working size has no pixels to spare for the half-size tier.
+        if opts.quick and max(pyr.small.shape) >= opts.work_size:
+            d = quick_digit(pyr, opts)
+            if d is not None:
+                return _prepared(d, opts, path="quick")
+        digits = find_digits(pyr, opts, every=False)
+        if not digits:
+            return Prepared(None, None, "no digit", path="full")
+        return _prepared(max(digits, key=lambda d: (d.y1 - d.y0) / d.im.scale), opts, path="full")
 
 
 def prepare_all(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> list[Prepared]:
@@ -227,5 +222,6 @@ def prepare_all(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> list[Pr
     frame = _checked(frame)
     if frame is None:
         return []
-    return [_prepared(d, opts, i, "full") for i, line in enumerate(reading_order(find_digits(Pyramid(frame, opts), opts)))
-            for d in line]
+    with Pyramid(frame, opts) as pyr:
+        return [_prepared(d, opts, i, "full") for i, line in enumerate(reading_order(find_digits(pyr, opts)))
+                for d in line]

@@ -284,3 +284,22 @@ def test_enlarging_is_bilinear_and_keeps_flat_ink_flat():
     assert np.abs(got.astype(int) - cv2.resize(a, (13, 20), interpolation=cv2.INTER_LINEAR)).max() <= 1
     assert np.array_equal(resample(np.full((5, 3), 77, np.uint8), 12, 20), np.full((20, 12), 77, np.uint8))
     assert np.array_equal(resample(a, 7, 11), a)
+
+
+def test_a_frame_leaves_no_garbage_cycles(mnist):
+    """A frame's arrays are freed when it is done, not at the garbage collector's next full
+    collection (a blob refers to its ink level; a cycle would keep each frame's levels alive
+    and grow the RSS of a long run by megabytes)."""
+    import gc
+
+    from device.preprocess import PreprocessOptions, prepare_all
+
+    frame = render_frame(mnist.x_test[0], np.random.default_rng(0))
+    gc.collect()
+    gc.disable()
+    try:
+        assert prepare(frame).image is not None and prepare(frame, PreprocessOptions(quick=False)).image is not None
+        assert prepare_all(frame)
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
