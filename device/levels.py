@@ -127,7 +127,13 @@ def ink_map(gray: np.ndarray, k: int, scale: float = 1.0) -> InkMap:
     paper = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, _square(k))
     # Ink as a fraction of the paper's level: a stroke in a shadow is as strong as in the light.
     # The floor keeps a dark desk's texture (paper level near 0) from being amplified to ink.
-    ink = cv2.divide(cv2.subtract(paper, gray), cv2.max(paper, 40), scale=255)
+    # 255 (paper - gray) / paper rounded to nearest (ties to even): float32 holds the numerator
+    # exactly and numpy divides by IEEE rules on every CPU.  Not cv2.divide: its aarch64 build
+    # rounds differently from x86 (1 grey level on most frames, emulated Cortex-A53/A72),
+    # which moved 29 of the 100 dev photos' model inputs.  The quotient is at most 255.
+    ink = np.multiply(cv2.subtract(paper, gray), np.float32(255), dtype=np.float32)
+    ink /= cv2.max(paper, 40)
+    ink = np.rint(ink, out=ink).astype(np.uint8)
     return InkMap(ink, gray, paper, scale, k)
 
 
