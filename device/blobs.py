@@ -31,7 +31,7 @@ import numpy as np
 import cv2
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Blob:
     """A connected ink region of one level (coordinates in that level's pixels)."""
     x: int
@@ -120,7 +120,11 @@ def assess(b: Blob, pool: list[Blob], opts, recut: bool = True) -> list[Blob]:
     lines) the digit-like blobs of its recut, which also join ``pool`` as possible pieces."""
     H, W = b.im.ink.shape
     b.why = extent(b, W, H, opts)
-    if b.why in _RECUT and recut and b.h >= opts.min_height * H:
+    # Broader than a digit (but not a strip): perhaps a digit joined to a ruling, an underline
+    # or a shadow's fringe; recut, and judged whole unless the recut leaves a digit about as
+    # tall (not a fragment of a broad digit, nor a sliver of a shadow).
+    broad = not b.why and b.w > 1.25 * b.h
+    if (b.why in _RECUT or broad) and recut and b.h >= opts.min_height * H:
         b.measure()
         peak = cv2.minMaxLoc(b.im.ink[b.y:b.y + b.h, b.x:b.x + b.w], b.mask())[1]
         if peak >= 2 * b.thr:
@@ -128,7 +132,10 @@ def assess(b: Blob, pool: list[Blob], opts, recut: bool = True) -> list[Blob]:
             _, roi = cv2.threshold(b.im.ink[b.y:b.y + b.h, b.x:b.x + b.w], sub, 255, cv2.THRESH_BINARY)
             parts = blobs_of(b.im, sub, cv2.bitwise_and(roi, b.mask()), b.x, b.y)
             pool.extend(parts)
-            return [d for p in sorted(parts, key=lambda p: -p.h) for d in assess(p, pool, opts, False)]
+            found = [d for p in sorted(parts, key=lambda p: -p.h) for d in assess(p, pool, opts, False)]
+            if not broad or (found and found[0].h >= 0.7 * b.h):
+                b.why = b.why or "recut"
+                return found
     if b.why:
         return []
     b.measure()
@@ -173,11 +180,17 @@ def continues(b: Blob) -> str:
     x1, y1 = min(W, b.x + 2 * b.w + 2), min(H, b.y + 2 * b.h + 2)
     gray = im.gray[y0:y1, x0:x1]
     lo, _, (mx, my), _ = cv2.minMaxLoc(im.gray[b.y:b.y + b.h, b.x:b.x + b.w], b.mask())
-    _, walls = cv2.threshold(gray, 1.6 * lo + 6, 255, cv2.THRESH_BINARY)
+    paper = int(im.paper[b.y + my, b.x + mx])
+    _, dark = cv2.threshold(gray, min(1.6 * lo + 6, 0.5 * (lo + paper)), 255, cv2.THRESH_BINARY_INV)
     flood = np.zeros((y1 - y0 + 2, x1 - x0 + 2), np.uint8)
-    area = cv2.floodFill(cv2.max(gray, walls), flood, (b.x - x0 + mx, b.y - y0 + my), 0, 3, 3,
-                         4 | cv2.FLOODFILL_MASK_ONLY | (255 << 8))[0]
-    return "part of a shadow" if area > 2.0 * b.area + 10 else ""
+    area, _, _, (fx, fy, fw, fh) = cv2.floodFill(dark, flood, (b.x - x0 + mx, b.y - y0 + my), 128, 0, 0,
+                                                 4 | cv2.FLOODFILL_MASK_ONLY | (255 << 8))
+    # A pale wide stroke floods its own interior (more than the ring level 0 saw of it) but
+    # stays inside its box; a shadow goes on beyond it.
+    m = max(2.0, 0.25 * max(b.w, b.h))
+    fx, fy = fx + x0, fy + y0
+    escapes = fx < b.x - m or fy < b.y - m or fx + fw > b.x + b.w + m or fy + fh > b.y + b.h + m
+    return "part of a shadow" if escapes and area > 2.0 * b.area + 10 else ""
 
 
 @dataclass(eq=False)
@@ -203,6 +216,8 @@ class Digit:
 
     def mask(self) -> np.ndarray:
         """0/255 over the digit's box: the strokes of its parts."""
+        if len(self.parts) == 1:
+            return self.parts[0].mask()
         out = np.zeros((self.y1 - self.y0, self.x1 - self.x0), np.uint8)
         for b in self.parts:
             sub = out[b.y - self.y0:b.y - self.y0 + b.h, b.x - self.x0:b.x - self.x0 + b.w]
@@ -213,19 +228,22 @@ class Digit:
 _NEVER_PART = ("touches the border", "too tall", "part of a shadow")
 
 
-def grow(seed: Blob, pool: list[Blob], taken: set[int], opts, alone: bool = False) -> Digit:
+def grow(seed: Blob, pool: list[Blob], taken: set[int], opts, alone: bool = False, tall: float = 0.0) -> Digit:
     """The digit around ``seed``: blobs of the pool sharing its columns (a 4's second stroke, a
     5's flag, the loop of a 6 cut off by a ruling), close above or below, about as dark as
     the seed's ink (a ruling or a grid line is paler), and all together still digit-shaped and
     not much taller than the seed (not an underline, not the digit beside or below).
     ``alone``: the frame holds one digit, so a stroke just beside the seed joins too (an open
-    4 whose bar stops short of its stem); among several digits that would be the next one."""
+    4 whose bar stops short of its stem); among several digits that would be the next one.
+    ``tall``: the height of the digits around (a number's), which a digit of two pieces
+    reaches when whole (an 8 in two halves, a 5 whose flag came off)."""
     d = Digit([seed], seed.x, seed.y, seed.x + seed.w, seed.y + seed.h)
     H, W = seed.im.ink.shape
     taken.add(id(seed))
-    # Only blobs within reach can join: the union may not grow past 1.4x the seed's height
-    # (so the halves of an 8 broken apart stay apart: a known miss, rare).
-    reach, least = 0.4 * seed.h, max(2, 0.12 * seed.h)
+    # Only blobs within reach can join: the union may not grow past 1.4x the seed's height,
+    # nor past the digits' height around it.
+    limit = max(1.4 * seed.h, 1.15 * tall)
+    reach, least = limit - seed.h, max(2, 0.12 * seed.h)
     x0, y0, x1, y1 = seed.x - seed.h, seed.y - reach, seed.x + seed.w + seed.h, seed.y + seed.h + reach
     near = [b for b in pool if b.x < x1 and b.x + b.w > x0 and b.y < y1 and b.y + b.h > y0
             and (b.w >= least or b.h >= least) and id(b) not in taken]
@@ -235,18 +253,23 @@ def grow(seed: Blob, pool: list[Blob], taken: set[int], opts, alone: bool = Fals
         for b in near:
             if id(b) in taken:
                 continue
-            if (b.why if b.why is not None else extent(b, W, H, opts)) in _NEVER_PART:
+            why = b.why if b.why is not None else extent(b, W, H, opts)
+            if why in _NEVER_PART or (why == "wide" and b.w > 1.4 * seed.w):   # an underline
                 continue
             dw, dh = d.x1 - d.x0, d.y1 - d.y0
             shared = min(b.x + b.w, d.x1) - max(b.x, d.x0)
-            if shared < max(1, 0.5 * min(b.w, dw)) and not (
-                    alone and shared > -0.25 * seed.h and min(b.y + b.h, d.y1) - max(b.y, d.y0) >= 0.5 * b.h):
+            # A flat piece on top (a 5's flag, a 7's bar) may overhang more than half its width.
+            flag = b.h <= 0.35 * dh and b.y + b.h <= d.y0 + 0.3 * dh
+            # Beside the seed (alone): a stroke of the digit, not a speck and not taller than it.
+            if shared < max(1, (0.25 if flag else 0.5) * min(b.w, dw)) and not (
+                    alone and shared > -0.25 * seed.h and min(b.y + b.h, d.y1) - max(b.y, d.y0) >= 0.5 * b.h
+                    and max(b.w, b.h) >= 0.4 * seed.h and b.h <= seed.h):
                 continue
             if max(b.y - d.y1, d.y0 - (b.y + b.h)) > 0.25 * max(b.h, dh):
                 continue
             uw = max(b.x + b.w, d.x1) - min(b.x, d.x0)
             uh = max(b.y + b.h, d.y1) - min(b.y, d.y0)
-            if uw > 1.25 * uh or uh > 1.4 * seed.h:
+            if uw > 1.25 * uh or uh > limit:
                 continue
             b.measure()
             if b.contrast < 0.35 * seed.contrast:
@@ -267,7 +290,7 @@ def digits_at(im, opts, every: bool, thick: bool = False) -> tuple[list[Digit], 
     H = im.ink.shape[0]
     if int(im.ink.max()) < opts.min_contrast:
         return [], False
-    pool = blobs_of(im, opts.min_contrast)
+    pool = im.blobs(opts.min_contrast)
     order = sorted((b for b in pool if max(b.w, b.h) >= opts.min_height * H), key=lambda b: -b.h)
     seeds: list[Blob] = []
     dark_refused = False
@@ -275,10 +298,12 @@ def digits_at(im, opts, every: bool, thick: bool = False) -> tuple[list[Digit], 
         if not every and seeds and b.h < seeds[0].h:
             break
         for s in assess(b, pool, opts):
-            if s.contrast < 1.5 * opts.min_contrast or (thick and (s.stroke < 2.5 or s.contrast < opts.thick_contrast)):
+            if s.contrast < 1.5 * opts.min_contrast or (thick and (s.stroke < 2.5 or s.contrast < opts.thick_contrast
+                                                                   or s.h < 1.3 * im.k or s.stroke > 0.3 * s.h)):
                 continue
             seeds.append(s)
         seeds.sort(key=lambda s: -s.h)
         dark_refused |= b.why in ("solid", "part of a shadow") and b.contrast >= opts.thick_contrast
     taken: set[int] = set()
-    return [grow(s, pool, taken, opts, alone=not every) for s in seeds if id(s) not in taken], dark_refused
+    tall = seeds[len(seeds) // 2].h if every and len(seeds) >= 3 else 0.0
+    return [grow(s, pool, taken, opts, alone=not every, tall=tall) for s in seeds if id(s) not in taken], dark_refused

@@ -5,17 +5,19 @@ centre of mass in 28x28.  A camera sees dark ink (black, blue or red) on lit pap
 uneven light, hard shadows, beside the paper's edge and the desk, on ruled or squared paper,
 next to other marks, at any size and position.  The steps, each a function a test can call:
 
-1. ``ink_map``: a small grayscale working copy (halved until near ``work_size``); "ink" = how
-   much darker a pixel is than the paper around it, as a fraction of that paper's brightness.
-   The paper level is a morphological closing wider than a stroke: it fills strokes but keeps
-   a step (a shadow's or the paper's edge) where it is, so a hard shadow edge is not ink, and
-   the ratio makes ink in a shadow as strong as ink in the light.
-2. ``find_blobs``: threshold, outer contours, and for each blob large enough to be a digit its
-   shape: height, aspect, stroke width, contrast, whether it touches the frame's border.
-   ``digit_like`` says which blobs can be digits: not a long strip, not a solid patch (a
-   shadow's corner, a blot), not a ruled line, not a fragment of a larger shadow.
-3. ``find_digit`` (one digit: the tallest digit-like blob and the pieces that belong to it) or
-   ``find_digits`` (every digit, grouped into lines in reading order).
+1. The ink pyramid (``device.levels``): a small grayscale working copy (halved until near
+   ``work_size``) and its ink levels; "ink" = how much darker a pixel is than the paper around
+   it, as a fraction of that paper's brightness.  The paper level is a morphological closing
+   wider than a stroke: it fills strokes but keeps a step (a shadow's or the paper's edge)
+   where it is, so a hard shadow edge is not ink, and the ratio makes ink in a shadow as strong
+   as ink in the light.
+2. Blobs judged by how digit-like they are (``device.blobs``): not a long strip, not a solid
+   patch (a shadow's corner, a blot), not a ruled line, not a fragment of a larger shadow; a
+   digit is a digit-like blob and the pieces that belong to it.
+3. One digit (:func:`prepare`): the cheap tier (``levels.quick_digit``: a plain frame read from
+   the half-size level alone, about the cost of this project's first preprocessing), else the
+   full two-level analysis (``levels.find_digits``).  Every digit (:func:`prepare_all`): the
+   full analysis, then :func:`reading_order`.
 4. ``to_mnist``: crop, scale the ink into [0, 1], fit the longer side into 20 px, and place
    the centre of mass at the centre of 28x28.
 
@@ -24,13 +26,15 @@ Everything runs at the working size, so a 640x480 frame costs about the same as 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
 import cv2  # OpenCV is a device dependency; only the preprocessing and the sources need it
 
-from device.blobs import Digit, digits_at
+from device.blobs import Digit
+from device.levels import Pyramid, find_digits, quick_digit
 
 # The images here are tiny (<= 192 px): OpenCV's worker threads cost more in hand-offs than they
 # save, and on a Pi the cores belong to the interpreter.
@@ -46,137 +50,23 @@ class PreprocessOptions:
     max_height: float = 0.95
     box: int = 20               # MNIST's size-normalisation box
     size: int = 28              # model input side
+    quick: bool = True          # single digits: try the cheap tier first (device.levels)
 
 
 @dataclass
 class Prepared:
     """The model input (float32 28x28 in [0, 1]) or None when no digit was found, the digit's
     region in frame coordinates (x, y, w, h), why there is none, and (for several digits) the
-    digit's line, 0 = top."""
+    digit's line, 0 = top, and which analysis found it ("quick": the cheap tier; "full")."""
     image: np.ndarray | None
     region: tuple[int, int, int, int] | None
     reason: str = ""
     line: int = 0
+    path: str = ""
 
 
 DEFAULT = PreprocessOptions()
 _K3 = np.ones((3, 3), np.uint8)
-
-
-@dataclass
-class InkMap:
-    """One level of the ink pyramid."""
-    ink: np.ndarray      # uint8, 255 = black ink on its paper
-    gray: np.ndarray     # the working copy at this level
-    paper: np.ndarray    # its paper level
-    scale: float         # this level's size / frame size
-
-
-def working_copy(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> tuple[np.ndarray, float]:
-    """(gray uint8 near ``work_size``, scale working/frame).  ``frame``: gray or BGR(A)."""
-    small, scale = frame, 1.0
-    if small.ndim == 3:
-        if max(small.shape[:2]) > opts.work_size * 3:
-            # A large colour frame: take every other pixel of the green channel in one strided
-            # copy.  Every full-frame pass costs ~150 us on a 640x480 frame here (memory
-            # bound), and this one pass replaces a colour conversion plus a halving.  Green
-            # carries most of the luma; black, blue and red ink are all dark in it, and
-            # strokes are several pixels wide at this size, so the decimation loses none.
-            small = np.ascontiguousarray(small[::2, ::2, 1])
-            scale = 0.5
-        else:
-            small = cv2.cvtColor(small, cv2.COLOR_BGRA2GRAY if small.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
-    # Halve with area averaging until the longer side is at most 1.5x work_size: OpenCV's area
-    # resize is several times faster for an exact factor of 2 than for 4 or an odd ratio, and
-    # the region maps back to the frame by a power of two.
-    while max(small.shape[:2]) > opts.work_size * 1.5:
-        small = cv2.resize(small, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
-        scale *= 0.5
-    return small, scale
-
-
-def ink_map(gray: np.ndarray, k: int, scale: float = 1.0) -> InkMap:
-    """Ink of ``gray`` against a paper level estimated by a ``k``x``k`` closing."""
-    # The paper's brightness: a closing (max then min filter) wider than the strokes.  It fills
-    # strokes and keeps steps in place, unlike a max filter alone, which would spread the lit
-    # side of a shadow's edge over the dark side and make a band of false ink there.
-    paper = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
-    # Ink as a fraction of the paper's level: a stroke in a shadow is as strong as in the light.
-    # The floor keeps a dark desk's texture (paper level near 0) from being amplified to ink.
-    ink = cv2.divide(cv2.subtract(paper, gray), cv2.max(paper, 40), scale=255)
-    return InkMap(ink, gray, paper, scale)
-
-
-def find_digits(frame: np.ndarray, opts: PreprocessOptions = DEFAULT, every: bool = True) -> list[Digit]:
-    """The digits in view (``every``), or the tallest one, unordered.
-
-    A closing fills every dark feature narrower than its kernel, the finger of a hand's shadow
-    as well as a stroke, so one kernel wide enough for a large digit's marker strokes would
-    turn the fingers beside a small digit into ink.  Two levels: level 0 (the working copy,
-    strokes up to ~8 px) sees small and thin digits and not the fingers around them; level 1
-    (half size, strokes up to ~20 working pixels) is looked at only when level 0 found nothing
-    or found thick strokes, and keeps only thick dark ones (a marker's; a shadow's finger is
-    pale).  A digit seen at both is kept at level 0 unless level 0 saw only fragments of it:
-    pieces not covering level 1's box, or paler than level 1 saw (the edges of a stroke too
-    wide for level 0's kernel)."""
-    small, scale = working_copy(frame, opts)
-    side = max(small.shape)
-    k0 = max(5, (side // 18) | 1)
-    fine, dark_refused = digits_at(ink_map(small, k0, scale), opts, every)
-    look = fine if every else fine[:1]
-    if fine and not dark_refused and not any(_maybe_thick(d, k0) for d in look):
-        return fine
-    half = cv2.resize(small, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
-    for c in digits_at(ink_map(half, max(5, (side // 14) | 1), scale * 0.5), opts, every, thick=True)[0]:
-        box = c.frame_box()
-        inside = [f for f in fine if _overlaps(f.frame_box(), box)]
-        if every and _side_by_side(inside):
-            continue   # at half size, neighbouring digits of a number run together
-        if inside:
-            # Level 0 saw it whole (its pieces cover the box, as dark, with no unfilled stroke
-            # under it): keep level 0.
-            whole = _area(_intersection(_union([f.frame_box() for f in inside]), box)) >= 0.8 * _area(box)
-            if whole and c.seed.contrast <= 1.25 * max(f.seed.contrast for f in inside) \
-                    and not any(_maybe_thick(f, k0) for f in inside):
-                continue
-            fine = [f for f in fine if f not in inside]
-        fine.append(c)
-    return fine
-
-
-def _side_by_side(digits: list[Digit]) -> bool:
-    """Two of these digits share no column: neighbours on a line, not pieces of one digit."""
-    boxes = sorted(d.frame_box() for d in digits)
-    return any(b[0] >= a[2] for a, b in zip(boxes, boxes[1:]))
-
-
-def _maybe_thick(d: Digit, k: int) -> bool:
-    """Could level 0 have seen only part of this digit?  Its strokes are near the kernel's
-    width, or the paper level under it dips (a stroke the closing could not fill stays dark in
-    the paper estimate)."""
-    if max(p.stroke for p in d.parts) >= 0.6 * k:
-        return True
-    paper = d.im.paper[d.y0:d.y1, d.x0:d.x1]
-    return cv2.minMaxLoc(paper)[0] < 0.65 * cv2.mean(paper)[0]
-
-
-def _area(b) -> float:
-    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
-
-
-def _intersection(a, b):
-    return (max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
-
-
-def _union(boxes):
-    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
-
-
-def _overlaps(a, b) -> bool:
-    """Boxes (x0, y0, x1, y1) overlapping by half the smaller one's area."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    return w > 0 and h > 0 and w * h >= 0.5 * min(_area(a), _area(b))
 
 
 def reading_order(digits: list[Digit]) -> list[list[Digit]]:
@@ -185,16 +75,17 @@ def reading_order(digits: list[Digit]) -> list[list[Digit]]:
     Marks much smaller than the digits around them (a dot, a dash) are dropped."""
     if not digits:
         return []
-    heights = sorted(d.frame_box()[3] - d.frame_box()[1] for d in digits)
+    box = {id(d): d.frame_box() for d in digits}
+    heights = sorted(b[3] - b[1] for b in box.values())
     floor = 0.5 * heights[len(heights) // 2]
     lines: list[list[Digit]] = []
-    for d in sorted(digits, key=lambda d: d.frame_box()[0]):
-        x0, y0, x1, y1 = d.frame_box()
+    for d in sorted(digits, key=lambda d: box[id(d)][0]):
+        x0, y0, x1, y1 = box[id(d)]
         if y1 - y0 < floor:
             continue
         best, score = None, 0.0
         for line in lines:
-            lx0, ly0, lx1, ly1 = line[-1].frame_box()
+            lx0, ly0, lx1, ly1 = box[id(line[-1])]
             shared = min(y1, ly1) - max(y0, ly0)
             frac = shared / min(y1 - y0, ly1 - ly0)
             if frac >= 0.4 and x0 - lx1 <= 2.5 * max(y1 - y0, ly1 - ly0) and frac > score:
@@ -203,7 +94,7 @@ def reading_order(digits: list[Digit]) -> list[list[Digit]]:
             lines.append([d])
         else:
             best.append(d)
-    lines.sort(key=lambda line: sum(d.frame_box()[1] + d.frame_box()[3] for d in line) / len(line))
+    lines.sort(key=lambda line: sum(box[id(d)][1] + box[id(d)][3] for d in line) / len(line))
     return lines
 
 
@@ -220,7 +111,7 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray, bbox, opts: PreprocessOptions = 
     crop = cv2.bitwise_and(crop, cv2.dilate(mask, _K3))
     s = opts.box / max(w, h)
     nw, nh = max(1, round(w * s)), max(1, round(h * s))
-    digit = cv2.resize(crop, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    digit = resample(crop, nw, nh)
     # Thin strokes lose intensity when shrunk into the box: level them up to the brightest
     # pixel of the shrunk digit, so a fine pen looks like MNIST's pen too.  The scaling
     # saturates at 255, which is the clip to [0, 1].
@@ -240,10 +131,55 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray, bbox, opts: PreprocessOptions = 
     return to_unit(out)
 
 
+@functools.lru_cache(maxsize=256)
+def _weights(n_in: int, n_out: int) -> tuple[np.ndarray, int]:
+    """Integer resampling weights (``n_out`` x ``n_in``, held as float32: a few KB per size
+    pair, 256 pairs kept) and their row sum.  Shrinking: area averaging, the overlap of output
+    pixel j ([j n_in, (j+1) n_in)) with input pixel i ([i n_out, (i+1) n_out)) in units of
+    1/(n_in n_out) of a pixel.  Enlarging: bilinear with
+    pixel centres aligned (src = (j + 0.5) n_in / n_out - 0.5, clamped at the ends, as OpenCV's
+    ``INTER_LINEAR``), weights in 1/128ths."""
+    if n_out <= n_in:
+        a_in, a_out = np.arange(n_in + 1) * n_out, np.arange(n_out + 1) * n_in
+        w = np.minimum(a_out[1:, None], a_in[None, 1:]) - np.maximum(a_out[:-1, None], a_in[None, :-1])
+        return np.maximum(w, 0).astype(np.float32), n_in
+    den = 2 * n_out
+    src = (2 * np.arange(n_out) + 1) * n_in - n_out          # the source position, times den
+    i0 = np.clip(src // den, 0, n_in - 1)
+    frac = np.where((src < 0) | (i0 >= n_in - 1), 0, src - i0 * den)
+    w1 = (frac * 128 + den // 2) // den
+    w = np.zeros((n_out, n_in), np.float32)
+    rows = np.arange(n_out)
+    w[rows, i0] = 128 - w1
+    w[rows, np.minimum(i0 + 1, n_in - 1)] += w1     # one cell per row in each statement
+    return w, 128
+
+
+def resample(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``img`` (uint8) resized to ``width`` x ``height`` with the same bytes on every CPU: the
+    weights are integers and every partial sum is an integer the float type holds exactly, so
+    the two products are exact whatever order a BLAS sums in, and the one rounding (half up)
+    is an exact floor division.  OpenCV's resize is not that: its ARM builds (KleidiCV,
+    carotene) round ``INTER_LINEAR`` and some ``INTER_AREA`` ratios differently from x86, and
+    this image is what the model sees."""
+    wy, dy = _weights(img.shape[0], height)
+    wx, dx = _weights(img.shape[1], width)
+    den = dy * dx
+    # float32 holds every partial sum exactly while 255 x den < 2**24 (any crop of a working
+    # copy of <= 256 px); float64 beyond.  The rounding is in integers: numpy's float floor
+    # division costs several times a whole product here.
+    t = np.float32 if 256 * den < 2 ** 24 else np.float64
+    acc = np.dot(np.dot(wy.astype(t, copy=False), img.astype(t)), wx.T.astype(t, copy=False))
+    acc = acc.astype(np.int32 if t is np.float32 else np.int64)
+    acc += den // 2
+    acc //= den
+    return acc.astype(np.uint8)
+
+
 def to_unit(image: np.ndarray) -> np.ndarray:
     """uint8 0-255 -> float32 [0, 1], the one conversion every model input goes through (the
     golden set stores uint8 inputs and must feed them bit for bit as a frame is fed)."""
-    return image.astype(np.float32) * np.float32(1 / 255)
+    return np.multiply(image, np.float32(1 / 255), dtype=np.float32)
 
 
 def _checked(frame):
@@ -254,23 +190,30 @@ def _checked(frame):
     return frame
 
 
-def _prepared(d: Digit, opts: PreprocessOptions, line: int = 0) -> Prepared:
+def _prepared(d: Digit, opts: PreprocessOptions, line: int = 0, path: str = "") -> Prepared:
     box = (d.x0, d.y0, d.x1 - d.x0, d.y1 - d.y0)
     s = d.im.scale
     region = (int(d.x0 / s), int(d.y0 / s), int(round(box[2] / s)), int(round(box[3] / s)))
-    return Prepared(to_mnist(d.im.ink, d.mask(), box, opts), region, line=line)
+    return Prepared(to_mnist(d.im.ink, d.mask(), box, opts), region, line=line, path=path)
 
 
 def prepare(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> Prepared:
     """One digit (the tallest in view): frame (gray or BGR) -> :class:`Prepared`, with
-    ``image`` None and a ``reason`` when nothing in view is digit-like."""
+    ``image`` None and a ``reason`` when nothing in view is digit-like.  The cheap tier first
+    (``opts.quick``), the full analysis when it is not sure (``Prepared.path`` says which)."""
     frame = _checked(frame)
     if frame is None:
         return Prepared(None, None, "empty frame")
-    digits = find_digits(frame, opts, every=False)
-    if not digits:
-        return Prepared(None, None, "no digit")
-    return _prepared(max(digits, key=lambda d: (d.y1 - d.y0) / d.im.scale), opts)
+    with Pyramid(frame, opts) as pyr:
+        # A frame smaller than the working size has no pixels to spare for the half-size tier.
+        if opts.quick and max(pyr.small.shape) >= opts.work_size:
+            d = quick_digit(pyr, opts)
+            if d is not None:
+                return _prepared(d, opts, path="quick")
+        digits = find_digits(pyr, opts, every=False)
+        if not digits:
+            return Prepared(None, None, "no digit", path="full")
+        return _prepared(max(digits, key=lambda d: (d.y1 - d.y0) / d.im.scale), opts, path="full")
 
 
 def prepare_all(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> list[Prepared]:
@@ -279,5 +222,6 @@ def prepare_all(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> list[Pr
     frame = _checked(frame)
     if frame is None:
         return []
-    return [_prepared(d, opts, i) for i, line in enumerate(reading_order(find_digits(frame, opts)))
-            for d in line]
+    with Pyramid(frame, opts) as pyr:
+        return [_prepared(d, opts, i, "full") for i, line in enumerate(reading_order(find_digits(pyr, opts)))
+                for d in line]

@@ -57,7 +57,7 @@ def test_reduced_gray_decode_agrees_with_full_colour_decode(clip, tmp_path):
                      "--quiet", *flags]) == 0
         preds[mode] = [json.loads(l)["prediction"] for l in frames.read_text().splitlines()]
         decode[mode] = json.loads(out.read_text())["source"]["decode"]
-    assert decode == {"fast": "gray/4", "full": "bgr"}
+    assert decode == {"fast": "gray/2", "full": "bgr"}
     assert len(preds["fast"]) == len(preds["full"]) == len(load_labels(clip))
     agree = np.mean([a == b for a, b in zip(preds["fast"], preds["full"])])
     assert agree >= 0.95, agree

@@ -10,7 +10,7 @@ def test_device_imports_and_runs_without_tensorflow(tiny_tflite):
     code = f"""
 import numpy as np
 import device.cli, device.loop, device.bench, device.classify, device.golden, device.info, device.sources.picam, device.synth, device.schema
-import device.scenes, device.glyphs, device.lighting, device.blobs, device.scoring, device.step
+import device.scenes, device.glyphs, device.lighting, device.blobs, device.levels, device.scoring, device.step
 from device.runtime import Model
 m = Model({str(tiny_tflite['int8'])!r})
 assert m.backend.name == 'ai-edge-litert', m.backend

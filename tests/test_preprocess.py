@@ -233,3 +233,85 @@ def test_sheet_of_ten_photos_reads_as_its_rows(photos_dir):
     right = [w for w, t in read.items() if t == "012 345 678 9"]
     # Known short of 10/10: a hairline pen (Mogith-P-N) vanishes at the 120x160 working size.
     assert len(right) >= 8, read
+
+
+def _block_sums(a: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+    """Exact area sums along ``axis``: each pixel repeated ``n_out`` times, then ``n_out``
+    equal runs of the repeated row summed (in units of 1/n_out of a pixel)."""
+    rep = np.repeat(a.astype(np.int64), n_out, axis=axis)
+    shape = list(rep.shape)
+    shape[axis:axis + 1] = [n_out, rep.shape[axis] // n_out]
+    return rep.reshape(shape).sum(axis=axis + 1)
+
+
+@pytest.mark.parametrize("shape", [(241, 321), (120, 160), (27, 9), (481, 640)])
+def test_downscales_are_exact_block_means_on_odd_sizes(shape):
+    """Every halving of the working copy is a 2x2 block mean rounded half up, odd edges
+    dropped (the same bytes on every CPU: OpenCV's INTER_AREA at fx=0.5 on an odd size is not a
+    block mean on aarch64 builds with KleidiCV), and the fit into the 20 px box is an exact
+    area mean: both checked against numpy on odd sizes."""
+    from device.levels import halve, working_copy
+    from device.preprocess import PreprocessOptions, resample
+
+    a = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    e = a[:shape[0] // 2 * 2, :shape[1] // 2 * 2].astype(np.int64)
+    ref = (e.reshape(shape[0] // 2, 2, shape[1] // 2, 2).sum(axis=(1, 3)) + 2) // 4
+    assert np.array_equal(halve(a), ref)
+    small, scale = working_copy(a, PreprocessOptions(work_size=50))
+    want, s = a, 1.0
+    while max(want.shape) > 75:
+        h, w = want.shape
+        want = ((want[:h // 2 * 2, :w // 2 * 2].astype(np.int64).reshape(h // 2, 2, w // 2, 2).sum(axis=(1, 3)) + 2)
+                // 4).astype(np.uint8)
+        s /= 2
+    assert scale == s and np.array_equal(small, want)
+    # Shrinking by a non-integer ratio (e.g. 241 -> 20 rows): exact area sums, one rounding.
+    crop = a[:min(shape[0], 61), :min(shape[1], 43)]
+    h, w = crop.shape
+    nh, nw = 20, max(1, round(w * 20 / h))
+    acc = _block_sums(_block_sums(crop, nh, 0), nw, 1)
+    assert np.array_equal(resample(crop, nw, nh), (acc + h * w // 2) // (h * w))
+
+
+def test_enlarging_is_bilinear_and_keeps_flat_ink_flat():
+    """A small digit is enlarged into the box bilinearly (OpenCV's INTER_LINEAR formula, in
+    integers): within one grey level of OpenCV on this machine, flat areas stay exactly flat,
+    and the same size is the identity."""
+    from device.preprocess import resample
+
+    a = np.random.default_rng(1).integers(0, 256, (11, 7), dtype=np.uint8)
+    got = resample(a, 13, 20)
+    assert np.abs(got.astype(int) - cv2.resize(a, (13, 20), interpolation=cv2.INTER_LINEAR)).max() <= 1
+    assert np.array_equal(resample(np.full((5, 3), 77, np.uint8), 12, 20), np.full((20, 12), 77, np.uint8))
+    assert np.array_equal(resample(a, 7, 11), a)
+
+
+def test_a_frame_leaves_no_garbage_cycles(mnist):
+    """A frame's arrays are freed when it is done, not at the garbage collector's next full
+    collection (a blob refers to its ink level; a cycle would keep each frame's levels alive
+    and grow the RSS of a long run by megabytes)."""
+    import gc
+
+    from device.preprocess import PreprocessOptions, prepare_all
+
+    frame = render_frame(mnist.x_test[0], np.random.default_rng(0))
+    gc.collect()
+    gc.disable()
+    try:
+        assert prepare(frame).image is not None and prepare(frame, PreprocessOptions(quick=False)).image is not None
+        assert prepare_all(frame)
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+
+
+def test_ink_is_an_exactly_rounded_ratio():
+    """Ink = 255 (paper - gray) / max(paper, 40), rounded to nearest (ties to even), as numpy
+    computes it on any CPU (cv2.divide rounds differently on aarch64: 29 of the 100 dev
+    photos' model inputs moved by a grey level on an emulated Pi)."""
+    from device.levels import ink_map
+
+    gray = np.random.default_rng(3).integers(0, 256, (61, 83), dtype=np.uint8)
+    im = ink_map(gray, 5)
+    d = np.maximum(im.paper.astype(np.int64) - gray, 0)
+    assert np.array_equal(im.ink, np.rint(255.0 * d / np.maximum(im.paper, 40)).astype(np.uint8))

@@ -195,7 +195,7 @@ def test_zero_frame_runs_render_as_rows_without_timings(tmp_path, capsys):
     result, each render as a row with no timings and a note, beside a normal result."""
     from tests.conftest import ROOT
 
-    v1 = json.loads((ROOT / "benchmarks" / "results" / "amd-epyc-vm" / "run-clip.json").read_text())
+    v1 = json.loads((ROOT / "tests" / "data" / "run-schema1.json").read_text())
     v1.update(frames=0, fps=0.0, within_budget=None, status="ok",
               stages={s: {"count": 0} for s in ("capture", "preprocess", "inference", "postprocess", "total")})
     (tmp_path / "empty-v1.json").write_text(json.dumps(v1))

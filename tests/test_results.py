@@ -80,10 +80,13 @@ def test_infinite_numbers_are_never_written(tmp_path):
 
 
 def test_version_1_files_still_read():
-    """Committed results and a Pi's older files are schema 1: they upgrade on reading."""
+    """Older committed results and a Pi's older files are schema 1: they upgrade on reading
+    (``tests/data/run-schema1.json``: the device loop benchmark's `device run` result as
+    committed before schema 2; the benchmark itself now writes schema 2)."""
     from tests.conftest import ROOT
 
-    old = load(ROOT / "benchmarks" / "results" / "amd-epyc-vm" / "run-clip.json")
+    old = load(ROOT / "tests" / "data" / "run-schema1.json")
+    assert json.loads((ROOT / "tests" / "data" / "run-schema1.json").read_text())["schema_version"] == 1
     assert isinstance(old, RunResult) and old.frames > 0 and old.counts["no_digit"] >= 0
     assert old.created.endswith("Z") and old.status == "ok"
     bench = next((ROOT / "benchmarks" / "results" / "arm64-qemu").rglob("bench-*.json"))

@@ -1,9 +1,11 @@
 """A recorded video file as a source (``--source clip.avi``), through OpenCV.
 
 An MJPG clip is read packet by packet and each JPEG decoded straight to a reduced grayscale
-frame (libjpeg's DCT scaling): the file equivalent of the Pi camera's small ``lores`` Y plane.
-The preprocessing works on a ~160 px gray copy anyway; this skips the colour conversion and
-most of the inverse DCT.  ``fast_decode=False`` (``--full-decode``) decodes full-size BGR.
+frame (libjpeg's DCT scaling): the file equivalent of the Pi camera's ``lores`` Y plane, at the
+same 320x240 that ``device.sources.picam`` asks of the camera, so a replay shows the
+preprocessing what a camera would (a hairline pen or a small digit of a number keeps the
+detail the camera gives it).  This skips the colour conversion and most of the inverse DCT.
+``fast_decode=False`` (``--full-decode``) decodes full-size BGR.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ class VideoFile(Replay):
     kind = "video"
 
     def __init__(self, path: str, realtime: bool = False, loop: bool = False,
-                 fast_decode: bool = True, min_side: int = 160):
+                 fast_decode: bool = True, min_side: int = 320):
         super().__init__(realtime, loop)
         if not is_regular(path):
             raise UsageError(f"--source {path}: no such file, folder or matching images")

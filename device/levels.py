@@ -1,0 +1,277 @@
+"""The ink pyramid of a frame, and which of its levels to believe.
+
+A closing fills every dark feature narrower than its kernel: a stroke, and also the finger of a
+hand's shadow.  No one kernel suits every digit size: wide enough for a large digit's marker
+strokes, it turns the fingers beside a small digit into ink.  So the working copy has two ink
+levels (:class:`Pyramid`): level 0 at the working size with a kernel for strokes up to ~8 px,
+level 1 at half size for thick strokes.  Each is made only when asked for.
+
+Two ways to read one digit:
+
+* :func:`quick_digit`, the cheap tier: level 1 alone (a quarter of the pixels), accepted only
+  when the frame is plain: one large digit-like blob, nothing else of its size, no hard edge
+  (a shadow's, the sheet's) near it.  Most frames of a tidy set-up end here, at the cost of the
+  single-level preprocessing this project started with.
+* :func:`find_digits`, the full analysis: both levels, every blob judged
+  (:mod:`device.blobs`), for everything the cheap tier is not sure of, and for numbers.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import cv2
+
+from device.blobs import Blob, Digit, blobs_of, digits_at, extent, grow
+
+_K3 = np.ones((3, 3), np.uint8)
+
+
+@functools.lru_cache(maxsize=8)
+def _square(k: int) -> np.ndarray:
+    return np.ones((k, k), np.uint8)
+
+
+@dataclass(eq=False)
+class InkMap:
+    """One level of the ink pyramid."""
+    ink: np.ndarray      # uint8, 255 = black ink on its paper
+    gray: np.ndarray     # the working copy at this level
+    paper: np.ndarray    # its paper level
+    scale: float         # this level's size / frame size
+    k: int = 0           # the closing's kernel
+    _blobs: dict = field(default_factory=dict, repr=False)
+
+    def blobs(self, thr: int) -> list[Blob]:
+        """The blobs of the ink at ``thr`` (:func:`device.blobs.blobs_of`), cut once per level:
+        the cheap tier and the full analysis share them."""
+        if thr not in self._blobs:
+            self._blobs[thr] = blobs_of(self, thr)
+        return self._blobs[thr]
+
+
+class Pyramid:
+    """A frame's working copy (gray, near ``opts.work_size``) and its two ink levels."""
+
+    def __init__(self, frame: np.ndarray, opts):
+        self.small, self.scale = working_copy(frame, opts)
+        side = max(self.small.shape)
+        # Kernels: ~1/18 of the side at level 0 (strokes up to ~8 px at 160), ~1/14 at level 1
+        # (half size: strokes up to ~20 working pixels).
+        self.k = (max(5, (side // 18) | 1), max(5, (side // 14) | 1))
+        self._levels: list[InkMap | None] = [None, None]
+
+    def __enter__(self) -> Pyramid:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """Drop the blobs cut from each level.  A blob refers back to its level: that cycle is
+        freed only by the garbage collector's rare full collections, so every frame's arrays
+        would stay allocated until one (several MB of RSS over a long run)."""
+        for im in self._levels:
+            if im is not None:
+                im._blobs.clear()
+
+    def level(self, i: int) -> InkMap:
+        if self._levels[i] is None:
+            if i == 0:
+                self._levels[0] = ink_map(self.small, self.k[0], self.scale)
+            else:
+                half = halve(self.small)
+                self._levels[1] = ink_map(half, self.k[1], self.scale * 0.5)
+        return self._levels[i]
+
+
+def working_copy(frame: np.ndarray, opts) -> tuple[np.ndarray, float]:
+    """(gray uint8 near ``work_size``, scale working/frame).  ``frame``: gray or BGR(A)."""
+    small, scale = frame, 1.0
+    if small.ndim == 3:
+        if max(small.shape[:2]) > opts.work_size * 3:
+            # A large colour frame: take every other pixel of the green channel in one strided
+            # copy.  Every full-frame pass costs ~150 us on a 640x480 frame here (memory
+            # bound), and this one pass replaces a colour conversion plus a halving.  Green
+            # carries most of the luma; black, blue and red ink are all dark in it, and
+            # strokes are several pixels wide at this size, so the decimation loses none.
+            small = np.ascontiguousarray(small[::2, ::2, 1])
+            scale = 0.5
+        else:
+            small = cv2.cvtColor(small, cv2.COLOR_BGRA2GRAY if small.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
+    # Halve with area averaging until the longer side is at most 1.5x work_size: OpenCV's area
+    # resize is several times faster for an exact factor of 2 than for 4 or an odd ratio, and
+    # the region maps back to the frame by a power of two.
+    while max(small.shape[:2]) > opts.work_size * 1.5:
+        small = halve(small)
+        scale *= 0.5
+    return small, scale
+
+
+def halve(img: np.ndarray) -> np.ndarray:
+    """Half size, each pixel the mean of a 2x2 block, rounded half up: the same bytes on every
+    CPU.  An odd last row or column is dropped first: on an odd size OpenCV's ``INTER_AREA``
+    is no block mean on every build (the aarch64 wheels of OpenCV >= 4.11 route it through
+    KleidiCV, which resamples instead: one dev photo of 100 read differently on an emulated
+    Pi), while on even sizes every build computes ``(a + b + c + d + 2) >> 2``."""
+    h, w = img.shape[:2]
+    return cv2.resize(img[:h & ~1, :w & ~1], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+
+
+
+def ink_map(gray: np.ndarray, k: int, scale: float = 1.0) -> InkMap:
+    """Ink of ``gray`` against a paper level estimated by a ``k``x``k`` closing."""
+    # The paper's brightness: a closing (max then min filter) wider than the strokes.  It fills
+    # strokes and keeps steps in place, unlike a max filter alone, which would spread the lit
+    # side of a shadow's edge over the dark side and make a band of false ink there.
+    paper = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, _square(k))
+    # Ink as a fraction of the paper's level: a stroke in a shadow is as strong as in the light.
+    # The floor keeps a dark desk's texture (paper level near 0) from being amplified to ink.
+    # 255 (paper - gray) / paper rounded to nearest (ties to even): float32 holds the numerator
+    # exactly and numpy divides by IEEE rules on every CPU.  Not cv2.divide: its aarch64 build
+    # rounds differently from x86 (1 grey level on most frames, emulated Cortex-A53/A72),
+    # which moved 29 of the 100 dev photos' model inputs.  The quotient is at most 255.
+    ink = np.multiply(cv2.subtract(paper, gray), np.float32(255), dtype=np.float32)
+    ink /= cv2.max(paper, 40)
+    ink = np.rint(ink, out=ink).astype(np.uint8)
+    return InkMap(ink, gray, paper, scale, k)
+
+
+
+# The cheap tier's bounds: the digit at least this tall (fraction of the frame height; smaller
+# digits are level 0's), other blobs at most this tall against it, and the paper around it no
+# steeper than this (its morphological gradient over its level, 0-255): spots, gradients and
+# vignetting change by a few percent per pixel at level 1; a hard shadow's or the sheet's edge
+# by 15 % or more.
+QUICK_MIN_HEIGHT = 0.2
+QUICK_CLUTTER = 0.3
+QUICK_EDGE = 40
+
+
+def quick_digit(pyr: Pyramid, opts) -> Digit | None:
+    """The one digit when level 1 shows it plainly, else None (then :func:`find_digits`
+    decides, which may also be "no digit")."""
+    im = pyr.level(1)
+    H, W = im.ink.shape
+    if cv2.minMaxLoc(im.ink)[1] < opts.min_contrast:
+        return None
+    big = sorted((b for b in im.blobs(opts.min_contrast) if max(b.w, b.h) >= 0.1 * H), key=lambda b: -b.h)
+    if not big:
+        return None
+    seed = big[0]
+    if seed.h < QUICK_MIN_HEIGHT * H or extent(seed, W, H, opts):
+        return None
+    seed.measure()
+    if seed.stroke > 0.3 * seed.h or seed.contrast < 1.5 * opts.min_contrast:
+        return None
+    taken: set[int] = set()
+    d = grow(seed, im.blobs(opts.min_contrast), taken, opts, alone=True)
+    if any(id(b) not in taken and b.h >= QUICK_CLUTTER * seed.h for b in big[1:]):
+        return None
+    m = (d.y1 - d.y0) // 2
+    x0, y0, x1, y1 = max(0, d.x0 - m), max(0, d.y0 - m), min(W, d.x1 + m), min(H, d.y1 + m)
+    paper = im.paper[y0:y1, x0:x1]
+    steep = cv2.divide(cv2.morphologyEx(paper, cv2.MORPH_GRADIENT, _K3), paper, scale=255)
+    return None if cv2.minMaxLoc(steep)[1] > QUICK_EDGE else d
+
+
+def find_digits(pyr: Pyramid, opts, every: bool = True) -> list[Digit]:
+    """The digits in view (``every``), or the tallest one, unordered: the full analysis.
+
+    A closing fills every dark feature narrower than its kernel, the finger of a hand's shadow
+    as well as a stroke, so one kernel wide enough for a large digit's marker strokes would
+    turn the fingers beside a small digit into ink.  Two levels: level 0 (the working copy,
+    strokes up to ~8 px) sees small and thin digits and not the fingers around them; level 1
+    (half size, strokes up to ~20 working pixels) is looked at only when level 0 found nothing
+    or found thick strokes, and keeps only thick dark ones (a marker's; a shadow's finger is
+    pale).  A digit seen at both is kept at level 0 unless level 0 saw only fragments of it:
+    pieces not covering level 1's box, or paler than level 1 saw (the edges of a stroke too
+    wide for level 0's kernel)."""
+    k0 = pyr.k[0]
+    fine, dark_refused = digits_at(pyr.level(0), opts, every)
+    look = fine if every else fine[:1]
+    if fine and not dark_refused and not any(_maybe_thick(d, k0) for d in look):
+        return fine
+    for c in digits_at(pyr.level(1), opts, every, thick=True)[0]:
+        box = c.frame_box()
+        inside = [f for f in fine if _overlaps(f.frame_box(), box)]
+        if every and _side_by_side(inside):
+            continue   # at half size, neighbouring digits of a number run together
+        if inside:
+            # Level 0 saw it whole (its pieces cover the box, as dark, with no unfilled stroke
+            # under it): keep level 0.
+            whole = _area(_intersection(_union([f.frame_box() for f in inside]), box)) >= 0.8 * _area(box)
+            if whole and c.seed.contrast <= 1.25 * max(f.seed.contrast for f in inside) \
+                    and not any(_maybe_thick(f, k0) for f in inside):
+                continue
+            if _paler_around(c, inside):
+                continue
+            fine = [f for f in fine if f not in inside]
+        fine.append(c)
+    return fine
+
+
+
+def _paler_around(c: Digit, inside: list[Digit]) -> bool:
+    """Is what level 1 adds around level 0's digits nearer the paper around their ink than the
+    ink itself?  The interior of a stroke too wide for level 0's kernel is as dark as the ink
+    level 0 saw at its edges and bends; the finger of a shadow that level 1 joins to a digit
+    (or a digit inside it) is as bright as the shadowed paper the ink lies on."""
+    im0 = inside[0].im
+    x0, y0 = int(c.x0 * 2), int(c.y0 * 2)
+    x1, y1 = min(int(c.x1 * 2), im0.gray.shape[1]), min(int(c.y1 * 2), im0.gray.shape[0])
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return False
+    big = cv2.resize(c.mask(), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)[:y1 - y0, :x1 - x0]
+    fine = np.zeros_like(big)
+    for d in inside:
+        if d.im is not im0:
+            return False
+        ax0, ay0, ax1, ay1 = max(d.x0, x0), max(d.y0, y0), min(d.x1, x1), min(d.y1, y1)
+        if ax1 > ax0 and ay1 > ay0:
+            sub = fine[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0]
+            cv2.bitwise_or(sub, d.mask()[ay0 - d.y0:ay1 - d.y0, ax0 - d.x0:ax1 - d.x0], dst=sub)
+    extra = cv2.bitwise_and(big, cv2.bitwise_not(cv2.dilate(fine, _K3, iterations=2)))
+    if cv2.countNonZero(extra) < 0.15 * cv2.countNonZero(big) or not cv2.countNonZero(fine):
+        return False
+    # Darkest points (of a 3x3 mean: not a noisy pixel): the middle of a wide stroke is its
+    # darkest part; a shadow's darkest point is still the shadowed paper.
+    gray = cv2.blur(im0.gray[y0:y1, x0:x1], (3, 3))
+    ink = cv2.minMaxLoc(gray, fine)[0]
+    paper = cv2.mean(im0.paper[y0:y1, x0:x1], fine)[0]
+    return cv2.minMaxLoc(gray, extra)[0] - ink > 0.25 * max(paper - ink, 1.0)
+
+
+def _side_by_side(digits: list[Digit]) -> bool:
+    """Two of these digits share no column: neighbours on a line, not pieces of one digit."""
+    boxes = sorted(d.frame_box() for d in digits)
+    return any(b[0] >= a[2] for a, b in zip(boxes, boxes[1:]))
+
+
+def _maybe_thick(d: Digit, k: int) -> bool:
+    """Could level 0 have seen only part of this digit?  Its strokes are near the kernel's
+    width, or the paper level under it dips (a stroke the closing could not fill stays dark in
+    the paper estimate)."""
+    if max(p.stroke for p in d.parts) >= 0.6 * k:
+        return True
+    paper = d.im.paper[d.y0:d.y1, d.x0:d.x1]
+    return cv2.minMaxLoc(paper)[0] < 0.65 * cv2.mean(paper)[0]
+
+
+def _area(b) -> float:
+    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+
+
+def _intersection(a, b):
+    return (max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
+
+
+def _union(boxes):
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def _overlaps(a, b) -> bool:
+    """Boxes (x0, y0, x1, y1) overlapping by half the smaller one's area."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return w > 0 and h > 0 and w * h >= 0.5 * min(_area(a), _area(b))
