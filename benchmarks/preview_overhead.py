@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from device.fsio import atomic_write_json
-from device.system import machine_info, machine_slug
+from benchmarks.harness import results_dir, write_summary
+from device.system import machine_info
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_P50_RATIO = 1.05
@@ -125,6 +125,15 @@ def segment(step, source, hub, condition: str, seconds: float, budget_ms: float,
             "published": hub.published - published0, "received": received, "ns": ns}
 
 
+def details(args, load: dict, model: dict, modes: dict) -> dict:
+    """Everything besides the headline: the set-up, the load and each cycle's segments."""
+    return {"load_average": {k: [round(x, 2) for x in v] for k, v in load.items()},  # other jobs here
+            "model": model, "clip": {"file": "clip.avi", "size": [640, 480]},
+            "cycles": args.cycles, "segment_s": args.segment_s, "skip_frames_per_segment": SKIP_FRAMES,
+            "preview_fps": 10, "budget_ms": args.budget_ms,
+            "per_cycle": {name: m.get("cycles", []) for name, m in modes.items()}}
+
+
 def run_mode(args, step, clip: Path, realtime: bool) -> dict:
     from device.preview import PreviewHub, PreviewServer
     from device.sources.video import VideoFile
@@ -207,18 +216,13 @@ def main(argv=None) -> int:
         modes[name] = run_mode(args, step, clip, realtime)
     load["after"] = os.getloadavg()
     target = {name: m["p50_ratio"]["viewer/idle"]["median"] <= TARGET_P50_RATIO for name, m in modes.items()}
-    result = {"schema_version": 1, "kind": "preview_overhead", "quick": args.quick,
-              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine,
-              # 1/5/15-minute load averages: other jobs on this shared machine, the source of the spread
-              "load_average": {k: [round(x, 2) for x in v] for k, v in load.items()},
-              "model": model.describe(), "clip": {"file": clip.name, "size": [640, 480], "decode": "gray/4"},
-              "cycles": args.cycles, "segment_s": args.segment_s, "skip_frames_per_segment": SKIP_FRAMES,
-              "preview_fps": 10, "budget_ms": args.budget_ms,
-              "target": {"p50_ratio_viewer_vs_idle_max": TARGET_P50_RATIO}, "pass": target, "modes": modes}
-    out_dir = Path(args.results) / machine_slug(machine)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = results_dir(args.results, machine)
     out = out_dir / f"preview_overhead{'-quick' if args.quick else ''}.json"
-    atomic_write_json(out, result)
+    write_summary(out, "preview_overhead", quick=args.quick, machine=machine,
+                  targets={"p50_ratio_viewer_vs_idle_max": TARGET_P50_RATIO},
+                  measured={"pass": target, **{name: {k: m[k] for k in ("pooled", "p50_ratio", "p99_ratio")}
+                                               for name, m in modes.items()}},
+                  details=details(args, load, model.describe(), modes))
     for name, m in modes.items():
         p = m["pooled"]
         print(f"{name}: total p50 off {p['off']['p50_ms']:.4f} / idle {p['idle']['p50_ms']:.4f} / viewer "
