@@ -1,21 +1,18 @@
 """How a scene is lit and filmed: light (level, gradient, vignette, a lamp's spot), the hard cast
 shadow of a hand or a phone, glare, and the camera (motion or focus blur, sensor noise that
 grows in dim light, a padded border, JPEG).  Sizes follow the digits' size, as on a real desk.
-numpy + OpenCV only; every function draws from the generator it is given.
+numpy + OpenCV only; every function draws from the generator it is given.  ``opts`` is a
+``device.scenes.SceneOptions`` (not imported here: scenes imports this module).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 import cv2
-
-if TYPE_CHECKING:
-    from device.scenes import SceneOptions
 
 
 @functools.lru_cache(maxsize=4)
@@ -75,7 +72,7 @@ def hand_or_phone(rng, size, block_frame, hd) -> np.ndarray:
     return cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), soft)
 
 
-def light(rng, opts: SceneOptions, bf, hd, tags) -> np.ndarray:
+def light(rng, opts, bf, hd, tags) -> np.ndarray:
     w, h = opts.size
     yy, xx = grid(h, w)
     level = rng.uniform(0.15, 0.3) if rng.random() < opts.p_lowlight else rng.uniform(0.65, 1.0)
@@ -116,7 +113,7 @@ def glare(rng, size, bf, hd) -> np.ndarray:
     return gain * np.exp(-(((xx - cx) / sx) ** 2 + ((yy - cy) / sy) ** 2) / 2)
 
 
-def film(frame: np.ndarray, rng, opts: SceneOptions, tags) -> np.ndarray:
+def film(frame: np.ndarray, rng, opts, tags) -> np.ndarray:
     """Motion or focus blur, sensor noise (worse in dim light), a padded border, JPEG."""
     w, h = opts.size
     if rng.random() < opts.p_motion:
