@@ -174,7 +174,9 @@ def summary_lines(r: RunResult) -> list[str]:
                      f"p99 {p99:.3f} ms is {verdict} budget (capture wait not included)")
     mem = r.memory
     if mem.get("peak_rss_kb"):
-        lines.append(f"memory: peak RSS {mem['peak_rss_kb'] / 1024:.1f} MB, growth after warm-up "
+        since = ("after warm-up" if mem.get("rss_after_warmup_kb") is not None
+                 else f"since start (fewer than the {WARMUP_FRAMES} warm-up frames: includes start-up)")
+        lines.append(f"memory: peak RSS {mem['peak_rss_kb'] / 1024:.1f} MB, growth {since} "
                      f"{(mem['rss_growth_kb'] or 0) / 1024:+.2f} MB")
     c = r.counts
     lines.append(f"no digit: {c.get('no_digit', 0)}, unreadable frames: {c.get('unreadable', 0)}, "
