@@ -64,15 +64,30 @@ BAD_VALUES = [
     (["make-clip", "x.avi", "--digits", "0"], "--digits must be >= 1"),
     (["make-clip", "x.avi", "--hold", "0"], "--hold must be >= 1"),
     (["run", "--bogus"], "unrecognized arguments: --bogus"),
+    # options of the scene, preview, collection and service features
+    (["run", "--read", "words"], "invalid choice: 'words'"),
+    (["run", "--labels", "/nonexistent/labels.csv"], "cannot read --labels /nonexistent/labels.csv"),
+    (["run", "--checkpoint-s", "0"], "--checkpoint-s must be > 0"),
+    (["run", "--preview", "0", "--preview-fps", "0"], "--preview-fps must be >= 0.5"),
+    (["run", "--collect-uncertain", "unsure", "--below", "1.5"], "--below must be <= 1"),
+    (["run", "--collect-uncertain", "unsure", "--collect-max-mb", "-1"], "--collect-max-mb must be > 0"),
+    (["run", "--collect-uncertain", "/proc/no/such"], "--collect-uncertain /proc/no/such: "),
+    (["collect", "--count", "0"], "--count must be >= 1"),
+    (["collect", "--collect-every", "-1"], "--collect-every must be >= 0"),
+    (["collect", "--collection", "/proc/no/such"], "--collection /proc/no/such: "),
 ]
 
 
 @pytest.mark.parametrize("args,needle", BAD_VALUES, ids=[" ".join(a) for a, _ in BAD_VALUES])
 def test_bad_values_are_refused_before_work(args, needle, previous, clip):
     extra = ["--source", str(clip), "--output", str(previous)] if args[0] == "run" and "--bogus" not in args else []
-    r = device(*args, *extra)
+    if args[0] == "collect":
+        extra = ["--source", str(clip), "--label", "3"] + ([] if "--collection" in args else
+                                                         ["--collection", str(previous.parent / "col")])
+    r = device(*args, *extra, cwd=previous.parent)
     one_line(r, 2, needle)
     assert previous.read_bytes() == PREVIOUS
+    assert not (previous.parent / "col").exists() and not (previous.parent / "unsure").exists()
 
 
 def test_output_paths_checked_before_the_run(tmp_path, clip, previous):

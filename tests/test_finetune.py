@@ -142,6 +142,8 @@ def test_bad_inputs_one_line_before_tensorflow(tmp_path, photos_dir):
         ([photos, "--holdout", "-0.1"], "--holdout must be >= 0"),
         ([photos, "--mnist-images", "50"], "--mnist-images must be >= 100"),
         ([photos, "--epochs", "-1"], "--epochs must be >= 0"),
+        ([photos, "--lr", "0"], "--lr must be > 0"),
+        ([photos, "--batch", "0"], "--batch must be > 0"),
     ]
     code = ("import sys, json\nfrom host.cli import main\n"
             "print(json.dumps([main(['finetune', *a, '--out', sys.argv[2]]) for a in json.loads(sys.argv[1])]))\n")
