@@ -178,16 +178,21 @@ def systemd_verify(unit: Path) -> subprocess.CompletedProcess:
     return subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
 
 
-def test_unit_file_passes_systemd_analyze_for_an_awkward_root(tmp_path, monkeypatch):
-    """systemd itself parses the unit: it must find ROOT/current/bin/device through the quoting
-    (it checks that the program exists and is executable)."""
-    top = tmp_path / "r oot;$(touch pwned)&%h|*x"
+def root_with_a_current_release(top: Path) -> "release.Root":
+    """A root whose ``current`` release has an executable bin/device (systemd checks it exists)."""
     device = top / "releases" / NAME1 / "bin" / "device"
     device.parent.mkdir(parents=True)
     device.write_text("#!/bin/sh\nexit 0\n")
     device.chmod(0o755)
     (top / "current").symlink_to(f"releases/{NAME1}")
-    root = release.Root(str(top))
+    return release.Root(str(top))
+
+
+def test_unit_file_passes_systemd_analyze_for_an_awkward_root(tmp_path, monkeypatch):
+    """systemd itself parses the unit: it must find ROOT/current/bin/device through the quoting
+    (it checks that the program exists and is executable)."""
+    top = tmp_path / "r oot;$(touch pwned)&%h|*x"
+    root = root_with_a_current_release(top)
     unit = tmp_path / "mnist-edge.service"
     unit.write_text(release.unit_text(root))
     r = systemd_verify(unit)
@@ -204,12 +209,7 @@ def test_unit_with_the_preview(tmp_path):
     """--preview: loopback by default; a LAN bind gets its token from a 0600 file made once
     (never on the command line); bad addresses are refused."""
     top = tmp_path / "root"
-    device = top / "releases" / NAME1 / "bin" / "device"
-    device.parent.mkdir(parents=True)
-    device.write_text("#!/bin/sh\nexit 0\n")
-    device.chmod(0o755)
-    (top / "current").symlink_to(f"releases/{NAME1}")
-    root = release.Root(str(top))
+    root = root_with_a_current_release(top)
     unit = tmp_path / "mnist-edge.service"
     unit.write_text(release.unit_text(root, release.check_preview("8080")))
     assert '"--preview" "127.0.0.1:8080"' in unit.read_text() and "EnvironmentFile" not in unit.read_text()
