@@ -261,9 +261,10 @@ def grow(seed: Blob, pool: list[Blob], taken: set[int], opts, alone: bool = Fals
             # A flat piece on top (a 5's flag, a 7's bar) may overhang more than half its width.
             flag = b.h <= 0.35 * dh and b.y + b.h <= d.y0 + 0.3 * dh
             # Beside the seed (alone): a stroke of the digit, not a speck and not taller than it.
+            beside = min(b.y + b.h, d.y1) - max(b.y, d.y0) >= 0.5 * b.h
             if shared < max(1, (0.25 if flag else 0.5) * min(b.w, dw)) and not (
-                    alone and shared > -0.25 * seed.h and min(b.y + b.h, d.y1) - max(b.y, d.y0) >= 0.5 * b.h
-                    and max(b.w, b.h) >= 0.4 * seed.h and b.h <= seed.h):
+                    alone and shared > -0.25 * seed.h and beside and max(b.w, b.h) >= 0.4 * seed.h and b.h <= seed.h) \
+                    and not (not alone and _arm(b, seed)):
                 continue
             if max(b.y - d.y1, d.y0 - (b.y + b.h)) > 0.25 * max(b.h, dh):
                 continue
@@ -279,6 +280,15 @@ def grow(seed: Blob, pool: list[Blob], taken: set[int], opts, alone: bool = Fals
             taken.add(id(b))
             grown = True
     return d
+
+
+def _arm(b: Blob, seed: Blob) -> bool:
+    """Is ``b`` the arm of an open 4 whose stem is ``seed``: left of the stem and close to
+    it, in its upper part, clear of the line's baseline, and the two together no wider than
+    the stem is tall (a neighbouring digit reaches the baseline, or makes the pair wide)."""
+    return (b.x < seed.x and b.x + b.w > seed.x - 0.15 * seed.h and b.y < seed.y + 0.5 * seed.h
+            and b.y + b.h <= seed.y + 0.75 * seed.h and b.h <= 0.8 * seed.h and b.w >= 0.4 * b.h
+            and max(b.w, b.h) >= 0.3 * seed.h and seed.x + seed.w - b.x <= 0.95 * seed.h)
 
 
 def digits_at(im, opts, every: bool, thick: bool = False) -> tuple[list[Digit], bool]:

@@ -14,6 +14,8 @@ Two ways to read one digit:
   single-level preprocessing this project started with.
 * :func:`find_digits`, the full analysis: both levels, every blob judged
   (:mod:`device.blobs`), for everything the cheap tier is not sure of, and for numbers.
+* :func:`fine_digits`, a closer look for a fine pen: the copy at twice the working size the
+  frame was halved from, when level 0 saw only thin strokes or thin pieces.
 """
 
 from __future__ import annotations
@@ -54,10 +56,12 @@ class InkMap:
 
 
 class Pyramid:
-    """A frame's working copy (gray, near ``opts.work_size``) and its two ink levels."""
+    """A frame's working copy (gray, near ``opts.work_size``) and its two ink levels; and the
+    copy at twice that size it was halved from (``finer``, None when the frame is no larger),
+    for :func:`fine_digits`.  ``copy``: (gray, scale) to use as the working copy as it is."""
 
-    def __init__(self, frame: np.ndarray, opts):
-        self.small, self.scale = working_copy(frame, opts)
+    def __init__(self, frame: np.ndarray, opts, copy: tuple[np.ndarray, float] | None = None):
+        self.small, self.scale, self.finer = (*copy, None) if copy else working_copy(frame, opts)
         side = max(self.small.shape)
         # Kernels: ~1/18 of the side at level 0 (strokes up to ~8 px at 160), ~1/14 at level 1
         # (half size: strokes up to ~20 working pixels).
@@ -85,9 +89,10 @@ class Pyramid:
         return self._levels[i]
 
 
-def working_copy(frame: np.ndarray, opts) -> tuple[np.ndarray, float]:
-    """(gray uint8 near ``work_size``, scale working/frame).  ``frame``: gray or BGR(A)."""
-    small, scale = frame, 1.0
+def working_copy(frame: np.ndarray, opts) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """(gray uint8 near ``work_size``, scale working/frame, the gray copy at twice the size
+    it was halved from or None).  ``frame``: gray or BGR(A)."""
+    small, scale, finer = frame, 1.0, None
     if small.ndim == 3:
         if max(small.shape[:2]) > opts.work_size * 3:
             # A large colour frame: take every other pixel of the green channel in one strided
@@ -103,9 +108,10 @@ def working_copy(frame: np.ndarray, opts) -> tuple[np.ndarray, float]:
     # resize is several times faster for an exact factor of 2 than for 4 or an odd ratio, and
     # the region maps back to the frame by a power of two.
     while max(small.shape[:2]) > opts.work_size * 1.5:
+        finer = small
         small = halve(small)
         scale *= 0.5
-    return small, scale
+    return small, scale, finer
 
 
 def halve(img: np.ndarray) -> np.ndarray:
@@ -175,7 +181,7 @@ def quick_digit(pyr: Pyramid, opts) -> Digit | None:
     return None if cv2.minMaxLoc(steep)[1] > QUICK_EDGE else d
 
 
-def find_digits(pyr: Pyramid, opts, every: bool = True) -> list[Digit]:
+def find_digits(pyr: Pyramid, opts, every: bool = True, thick: bool = True) -> list[Digit]:
     """The digits in view (``every``), or the tallest one, unordered: the full analysis.
 
     A closing fills every dark feature narrower than its kernel, the finger of a hand's shadow
@@ -186,11 +192,11 @@ def find_digits(pyr: Pyramid, opts, every: bool = True) -> list[Digit]:
     or found thick strokes, and keeps only thick dark ones (a marker's; a shadow's finger is
     pale).  A digit seen at both is kept at level 0 unless level 0 saw only fragments of it:
     pieces not covering level 1's box, or paler than level 1 saw (the edges of a stroke too
-    wide for level 0's kernel)."""
+    wide for level 0's kernel).  ``thick``: False looks at level 0 only."""
     k0 = pyr.k[0]
     fine, dark_refused = digits_at(pyr.level(0), opts, every)
     look = fine if every else fine[:1]
-    if fine and not dark_refused and not any(_maybe_thick(d, k0) for d in look):
+    if not thick or fine and not dark_refused and not any(_maybe_thick(d, k0) for d in look):
         return fine
     for c in digits_at(pyr.level(1), opts, every, thick=True)[0]:
         box = c.frame_box()
@@ -210,6 +216,56 @@ def find_digits(pyr: Pyramid, opts, every: bool = True) -> list[Digit]:
         fine.append(c)
     return fine
 
+
+
+# A fine pen (a ballpoint's line, 1-3 px in a 640x480 frame) is a fraction of a pixel wide at
+# the working size: block means fade it below the ink threshold or break it into pieces too
+# small to be a digit.  In the copy at twice the size it is twice as dark.  The sign of one at
+# level 0: the digits found have strokes thinner than FINE_THIN (px), or, with none found, a
+# blob at least FINE_EVIDENCE x the smallest digit's height has strokes under
+# FINE_EVIDENCE_STROKE.  The closer look keeps digits whose strokes are at most FINE_STROKE
+# wide there (a shadow's finger is wider) on paper at least FINE_PAPER x as bright as the lit
+# paper (a dark desk's grain is ink by ratio too), and is skipped when the copy's ink map is
+# noise (its 90th percentile above FINE_NOISE: dim light).  Chosen on the design writers' and
+# MNIST scenes with fine pens drawn from their glyphs (device.glyphs.with_pen) and on the blank
+# scenes, measured in benchmarks/scenes.py.
+FINE_THIN = 1.3
+FINE_EVIDENCE = 0.3
+FINE_EVIDENCE_STROKE = 2.0
+FINE_STROKE = 3.0
+FINE_PAPER = 0.35
+FINE_NOISE = 30
+
+
+def fine_digits(pyr: Pyramid, digits: list[Digit], opts, every: bool = True) -> list[Digit] | None:
+    """The digits of the copy at twice the working size when level 0's ``digits`` (or, with
+    none, its blobs) look like a fine pen's, else None: [] when the closer look found none or
+    the copy is too noisy to look at."""
+    if pyr.finer is None or not _fine_pen(pyr, digits, opts):
+        return None
+    with Pyramid(pyr.finer, opts, (pyr.finer, pyr.scale * 2)) as fine:
+        im = fine.level(0)
+        cum = cv2.calcHist([im.ink], [0], None, [256], [0, 256]).ravel().cumsum()
+        if int(np.searchsorted(cum, 0.9 * cum[-1])) > FINE_NOISE:
+            return []
+        paper = cv2.calcHist([im.paper], [0], None, [256], [0, 256]).ravel().cumsum()
+        lit = FINE_PAPER * int(np.searchsorted(paper, 0.9 * paper[-1]))
+        return [d for d in find_digits(fine, opts, every, thick=False) if d.seed.stroke <= FINE_STROKE
+                and cv2.mean(im.paper[d.y0:d.y1, d.x0:d.x1])[0] >= lit]
+
+
+def _fine_pen(pyr: Pyramid, digits: list[Digit], opts) -> bool:
+    if digits:
+        strokes = sorted(d.seed.stroke for d in digits)
+        return strokes[len(strokes) // 2] < FINE_THIN
+    im = pyr.level(0)
+    least = FINE_EVIDENCE * opts.min_height * im.ink.shape[0]
+    for b in im.blobs(opts.min_contrast):
+        if max(b.w, b.h) >= least:
+            b.measure()
+            if b.stroke < FINE_EVIDENCE_STROKE:
+                return True
+    return False
 
 
 def _paler_around(c: Digit, inside: list[Digit]) -> bool:

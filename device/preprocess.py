@@ -16,8 +16,10 @@ next to other marks, at any size and position.  The steps, each a function a tes
    digit is a digit-like blob and the pieces that belong to it.
 3. One digit (:func:`prepare`): the cheap tier (``levels.quick_digit``: a plain frame read from
    the half-size level alone, about the cost of this project's first preprocessing), else the
-   full two-level analysis (``levels.find_digits``).  Every digit (:func:`prepare_all`): the
-   full analysis, then :func:`reading_order`.
+   full two-level analysis (``levels.find_digits``); when its strokes look like a fine pen's
+   (or it found none but thin pieces), a closer look at the copy of twice the working size
+   (``levels.fine_digits``).  Every digit (:func:`prepare_all`): the same without the cheap
+   tier, then :func:`reading_order`.
 4. ``to_mnist``: crop, scale the ink into [0, 1], fit the longer side into 20 px, and place
    the centre of mass at the centre of 28x28.
 
@@ -34,7 +36,7 @@ import numpy as np
 import cv2  # OpenCV is a device dependency; only the preprocessing and the sources need it
 
 from device.blobs import Digit
-from device.levels import Pyramid, find_digits, quick_digit
+from device.levels import Pyramid, find_digits, fine_digits, quick_digit
 
 # The images here are tiny (<= 192 px): OpenCV's worker threads cost more in hand-offs than they
 # save, and on a Pi the cores belong to the interpreter.
@@ -211,9 +213,13 @@ def prepare(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> Prepared:
             if d is not None:
                 return _prepared(d, opts, path="quick")
         digits = find_digits(pyr, opts, every=False)
+        path = "full"
+        fine = fine_digits(pyr, digits, opts, every=False)
+        if fine:
+            digits, path = fine, "fine"
         if not digits:
-            return Prepared(None, None, "no digit", path="full")
-        return _prepared(max(digits, key=lambda d: (d.y1 - d.y0) / d.im.scale), opts, path="full")
+            return Prepared(None, None, "no digit", path=path)
+        return _prepared(max(digits, key=lambda d: (d.y1 - d.y0) / d.im.scale), opts, path=path)
 
 
 def prepare_all(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> list[Prepared]:
@@ -223,5 +229,8 @@ def prepare_all(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> list[Pr
     if frame is None:
         return []
     with Pyramid(frame, opts) as pyr:
-        return [_prepared(d, opts, i, "full") for i, line in enumerate(reading_order(find_digits(pyr, opts)))
-                for d in line]
+        digits, path = find_digits(pyr, opts), "full"
+        fine = fine_digits(pyr, digits, opts)
+        if fine and len(fine) >= len(digits):
+            digits, path = fine, "fine"
+        return [_prepared(d, opts, i, path) for i, line in enumerate(reading_order(digits)) for d in line]

@@ -133,3 +133,40 @@ def test_host_report_draws_the_confusion(number_clip, tmp_path):
     assert "## Accuracy against labels" in text and "numbers read exactly" in text
     header = next(line for line in text.splitlines() if line.startswith("| label"))
     assert header.count("|") == 14   # label, ten digits, none, right
+
+
+def _drawn(lines, label, size=(100, 80), width=7):
+    """A glyph drawn stroke by stroke (the strokes need not touch)."""
+    from device.glyphs import Glyph
+
+    a = np.zeros(size, np.uint8)
+    for p, q in lines:
+        cv2.line(a, p, q, 255, width, cv2.LINE_AA)
+    ys, xs = np.nonzero(a > 80)
+    box = (int(xs.min()), int(ys.min()), int(np.ptp(xs) + 1), int(np.ptp(ys) + 1))
+    return Glyph(np.repeat((1.0 - a.astype(np.float32) / 255)[..., None], 3, axis=2), box, label, "drawn")
+
+
+def test_an_open_four_is_one_digit_in_a_number():
+    """An open 4, its arm written apart from its stem, is one 4 between other digits (not a
+    1 and a stray arm, not "61"); two 1s side by side stay two 1s."""
+    from device.glyphs import mnist_glyphs
+    from device.runtime import Model
+    from device.scenes import SceneOptions, render_scene
+    from device.preprocess import prepare_all
+    from device.step import postprocess
+    from device.synth import load_sample
+
+    four = _drawn([((28, 8), (10, 52)), ((10, 52), (40, 52)), ((54, 8), (54, 94))], 4)
+    x, y = load_sample()
+    by = {}
+    for g in mnist_glyphs(x[:60], y[:60]):
+        by.setdefault(g.label, g)
+    plain = SceneOptions(p_edge=0, p_shadow=0, p_ruled=0, p_squared=0, p_stray=0, p_spot=0, p_glare=0,
+                         p_motion=0, p_lowlight=0, p_border=0)
+    model = Model(None, threads=1)
+    for rows, want in (([[four, by[1]]], "41"), ([[by[3], four, by[7]]], "347"), ([[by[1], by[1]]], "11")):
+        for seed in range(4):
+            frame, _ = render_scene(rows, np.random.default_rng(seed), plain)
+            got = "".join(str(postprocess(model.predict(p.image))[0]) for p in prepare_all(frame))
+            assert got == want, (want, seed, got)

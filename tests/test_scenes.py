@@ -90,3 +90,20 @@ def test_photo_glyphs_cut_the_digit_from_each_photo(photos_dir):
         assert not outside.any() or t[outside].min() > 0.5
     only_two = photo_glyphs(photos_dir, writers={glyphs[0].source, glyphs[-1].source})
     assert len(only_two) == 20
+
+
+def test_with_pen_redraws_the_strokes_thinner(photos_dir):
+    """A fine pen: the same digit's skeleton drawn ~1 % of its height wide, far less ink than
+    the photo's marker, still one connected digit with its label and writer."""
+    from device.glyphs import with_pen
+
+    g = photo_glyphs(photos_dir, writers={"KrishnaKulkarni"})[3]
+    p = with_pen(g, 0.01, ink=(0.55, 0.3, 0.2))
+    assert (p.label, p.source) == (g.label, g.source)
+    up = p.t.shape[0] / g.t.shape[0]
+    assert p.box[3] == pytest.approx(g.box[3] * up, abs=up)
+    ink_g = (1 - g.t.min(axis=2) > 0.5).sum()
+    ink_p = (1 - p.t.min(axis=2) > 0.3).sum() / up ** 2
+    assert 0.05 * ink_g < ink_p < 0.5 * ink_g
+    n, _ = cv2.connectedComponents((1 - p.t.min(axis=2) > 0.3).astype(np.uint8))
+    assert n - 1 <= 2
