@@ -166,12 +166,17 @@ def resample(img: np.ndarray, width: int, height: int) -> np.ndarray:
     wy, dy = _weights(img.shape[0], height)
     wx, dx = _weights(img.shape[1], width)
     den = dy * dx
-    # float32 holds every partial sum exactly while 255 x den < 2**24 (any crop of a working
-    # copy of <= 256 px); float64 beyond.  The rounding is in integers: numpy's float floor
-    # division costs several times a whole product here.
-    t = np.float32 if 256 * den < 2 ** 24 else np.float64
-    acc = np.dot(np.dot(wy.astype(t, copy=False), img.astype(t)), wx.T.astype(t, copy=False))
-    acc = acc.astype(np.int32 if t is np.float32 else np.int64)
+    if 256 * den < 2 ** 24:
+        # float32 holds every partial sum exactly while 256 x den < 2**24 (any crop of a
+        # working copy of <= 256 px).  Then the IEEE quotient of the rounded-up sum truncates
+        # to the integer floor: it lands on k exactly when the sum is k den, and stays below
+        # k + 1 otherwise (the gap, >= 1/den, is wider than half an ulp below 256; every den
+        # checked).  numpy's floor division costs several times a whole product here.
+        acc = np.dot(np.dot(wy, img.astype(np.float32)), wx.T)
+        acc += den // 2
+        acc /= den
+        return acc.astype(np.uint8)
+    acc = np.dot(np.dot(wy.astype(np.float64), img.astype(np.float64)), wx.T.astype(np.float64)).astype(np.int64)
     acc += den // 2
     acc //= den
     return acc.astype(np.uint8)
