@@ -47,14 +47,18 @@ class Blob:
     contrast: float = -1.0        # mean ink (0-255)      }
     why: str | None = None        # None: not judged; "": digit-like; else the reason not
     _mask: np.ndarray | None = None
+    cut: np.ndarray | None = None  # the whole level's ink above ``thr``, when it was cut from that
 
     def mask(self) -> np.ndarray:
         """0/255 over the box: the filled contour where the ink reaches the threshold."""
         if self._mask is None:
             filled = np.zeros((self.h, self.w), np.uint8)
             cv2.drawContours(filled, [self.contour], -1, 255, cv2.FILLED, offset=(-self.x, -self.y))
-            _, cut = cv2.threshold(self.im.ink[self.y:self.y + self.h, self.x:self.x + self.w],
-                                   self.thr, 255, cv2.THRESH_BINARY)
+            if self.cut is not None:
+                cut = self.cut[self.y:self.y + self.h, self.x:self.x + self.w]
+            else:
+                _, cut = cv2.threshold(self.im.ink[self.y:self.y + self.h, self.x:self.x + self.w],
+                                       self.thr, 255, cv2.THRESH_BINARY)
             self._mask = cv2.bitwise_and(filled, cut)
         return self._mask
 
@@ -77,8 +81,10 @@ class Blob:
 def blobs_of(im, thr: int, binary: np.ndarray | None = None, ox: int = 0, oy: int = 0) -> list[Blob]:
     """The outer contours of ``binary`` (default: the level's ink >= ``thr``) as unjudged
     blobs, their holes attached."""
+    cut = None
     if binary is None:
         _, binary = cv2.threshold(im.ink, thr, 255, cv2.THRESH_BINARY)
+        cut = binary   # findContours leaves it as it is: the blobs' masks start from it
     contours, hier = cv2.findContours(binary, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE, offset=(ox, oy))
     if not contours:
         return []
@@ -90,7 +96,7 @@ def blobs_of(im, thr: int, binary: np.ndarray | None = None, ox: int = 0, oy: in
         elif len(c) > 2:   # one or two points: a speck of noise, never part of a digit
             x, y, w, h = cv2.boundingRect(c)
             if w > 2 or h > 2:
-                out[i] = Blob(x, y, w, h, c, thr, im)
+                out[i] = Blob(x, y, w, h, c, thr, im, cut=cut)
     for parent, c in holes:
         if parent in out:
             out[parent].holes.append(c)

@@ -154,13 +154,26 @@ QUICK_CLUTTER = 0.3
 QUICK_EDGE = 40
 
 
+def _edge_floor(edge: int) -> np.ndarray:
+    """Per paper level p, the steepest gradient g that is not an edge: round(255 g / p) (ties
+    to even, as x86's ``cv2.divide``, 0 where p is 0) at most ``edge``.  The test is then a
+    lookup and an integer comparison, the same on every CPU (``cv2.divide`` rounds differently
+    on aarch64)."""
+    g, p = np.arange(256)[:, None], np.arange(1, 256)[None, :]
+    q, r = np.divmod(255 * g, p)
+    rounded = q + ((2 * r > p) | ((2 * r == p) & (q % 2 == 1)))
+    return np.concatenate([[255], (rounded <= edge).sum(axis=0) - 1]).astype(np.uint8)
+
+
+_EDGE_FLOOR = _edge_floor(QUICK_EDGE)
+
+
 def quick_digit(pyr: Pyramid, opts) -> Digit | None:
     """The one digit when level 1 shows it plainly, else None (then :func:`find_digits`
     decides, which may also be "no digit")."""
     im = pyr.level(1)
     H, W = im.ink.shape
-    if cv2.minMaxLoc(im.ink)[1] < opts.min_contrast:
-        return None
+    # (No test of the ink's maximum first: with no ink above the threshold there is no blob.)
     big = sorted((b for b in im.blobs(opts.min_contrast) if max(b.w, b.h) >= 0.1 * H), key=lambda b: -b.h)
     if not big:
         return None
@@ -177,8 +190,8 @@ def quick_digit(pyr: Pyramid, opts) -> Digit | None:
     m = (d.y1 - d.y0) // 2
     x0, y0, x1, y1 = max(0, d.x0 - m), max(0, d.y0 - m), min(W, d.x1 + m), min(H, d.y1 + m)
     paper = im.paper[y0:y1, x0:x1]
-    steep = cv2.divide(cv2.morphologyEx(paper, cv2.MORPH_GRADIENT, _K3), paper, scale=255)
-    return None if cv2.minMaxLoc(steep)[1] > QUICK_EDGE else d
+    steep = cv2.compare(cv2.morphologyEx(paper, cv2.MORPH_GRADIENT, _K3), cv2.LUT(paper, _EDGE_FLOOR), cv2.CMP_GT)
+    return None if cv2.hasNonZero(steep) else d
 
 
 def find_digits(pyr: Pyramid, opts, every: bool = True, thick: bool = True) -> list[Digit]:

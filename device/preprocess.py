@@ -68,7 +68,6 @@ class Prepared:
 
 
 DEFAULT = PreprocessOptions()
-_K3 = np.ones((3, 3), np.uint8)
 
 
 def reading_order(digits: list[Digit]) -> list[list[Digit]]:
@@ -100,17 +99,19 @@ def reading_order(digits: list[Digit]) -> list[list[Digit]]:
     return lines
 
 
-def to_mnist(ink: np.ndarray, mask: np.ndarray, bbox, opts: PreprocessOptions = DEFAULT) -> np.ndarray:
+def to_mnist(ink: np.ndarray, mask: np.ndarray, bbox, opts: PreprocessOptions = DEFAULT,
+             level: float | None = None) -> np.ndarray:
     """Crop the digit (``mask`` covers the bbox), scale its ink to [0, 1], fit it into a
     ``box``x``box`` square keeping the aspect ratio, and centre it by centre of mass in
-    ``size``x``size``."""
+    ``size``x``size``.  ``level``: the mean ink under ``mask``, when the caller has it."""
     x, y, w, h = bbox
     crop = ink[y:y + h, x:x + w]
     # Stroke level = mean ink on the thresholded strokes; it maps to white (MNIST strokes are
     # saturated).  The mask grown by a pixel keeps the strokes' anti-aliased edges.  All in
     # uint8 with OpenCV calls: each numpy call on arrays this small costs more than its work.
-    level = cv2.mean(crop, mask)[0]
-    crop = cv2.bitwise_and(crop, cv2.dilate(mask, _K3))
+    if level is None:
+        level = cv2.mean(crop, mask)[0]
+    crop = cv2.bitwise_and(crop, cv2.dilate(mask, None))   # None: OpenCV's 3x3 square, set up faster
     s = opts.box / max(w, h)
     nw, nh = max(1, round(w * s)), max(1, round(h * s))
     digit = resample(crop, nw, nh)
@@ -130,7 +131,7 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray, bbox, opts: PreprocessOptions = 
     oy = min(max(int(round((opts.size - 1) / 2 - cy)), 0), opts.size - nh)
     out = np.zeros((opts.size, opts.size), np.uint8)
     out[oy:oy + nh, ox:ox + nw] = digit
-    return to_unit(out)
+    return cv2.LUT(out, _UNIT)
 
 
 @functools.lru_cache(maxsize=256)
@@ -167,12 +168,17 @@ def resample(img: np.ndarray, width: int, height: int) -> np.ndarray:
     wy, dy = _weights(img.shape[0], height)
     wx, dx = _weights(img.shape[1], width)
     den = dy * dx
-    # float32 holds every partial sum exactly while 255 x den < 2**24 (any crop of a working
-    # copy of <= 256 px); float64 beyond.  The rounding is in integers: numpy's float floor
-    # division costs several times a whole product here.
-    t = np.float32 if 256 * den < 2 ** 24 else np.float64
-    acc = np.dot(np.dot(wy.astype(t, copy=False), img.astype(t)), wx.T.astype(t, copy=False))
-    acc = acc.astype(np.int32 if t is np.float32 else np.int64)
+    if 256 * den < 2 ** 24:
+        # float32 holds every partial sum exactly while 256 x den < 2**24 (any crop of a
+        # working copy of <= 256 px).  Then the IEEE quotient of the rounded-up sum truncates
+        # to the integer floor: it lands on k exactly when the sum is k den, and stays below
+        # k + 1 otherwise (the gap, >= 1/den, is wider than half an ulp below 256; every den
+        # checked).  numpy's floor division costs several times a whole product here.
+        acc = np.dot(np.dot(wy, img.astype(np.float32)), wx.T)
+        acc += den // 2
+        acc /= den
+        return acc.astype(np.uint8)
+    acc = np.dot(np.dot(wy.astype(np.float64), img.astype(np.float64)), wx.T.astype(np.float64)).astype(np.int64)
     acc += den // 2
     acc //= den
     return acc.astype(np.uint8)
@@ -182,6 +188,9 @@ def to_unit(image: np.ndarray) -> np.ndarray:
     """uint8 0-255 -> float32 [0, 1], the one conversion every model input goes through (the
     golden set stores uint8 inputs and must feed them bit for bit as a frame is fed)."""
     return np.multiply(image, np.float32(1 / 255), dtype=np.float32)
+
+
+_UNIT = to_unit(np.arange(256, dtype=np.uint8))   # to_unit as a table: one lookup per 28x28 input
 
 
 def _checked(frame):
@@ -196,7 +205,9 @@ def _prepared(d: Digit, opts: PreprocessOptions, line: int = 0, path: str = "") 
     box = (d.x0, d.y0, d.x1 - d.x0, d.y1 - d.y0)
     s = d.im.scale
     region = (int(d.x0 / s), int(d.y0 / s), int(round(box[2] / s)), int(round(box[3] / s)))
-    return Prepared(to_mnist(d.im.ink, d.mask(), box, opts), region, line=line, path=path)
+    # A digit of one blob: its mean ink under its mask is the blob's contrast, measured already.
+    level = d.seed.contrast if len(d.parts) == 1 and d.seed.contrast >= 0 else None
+    return Prepared(to_mnist(d.im.ink, d.mask(), box, opts, level), region, line=line, path=path)
 
 
 def prepare(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> Prepared:

@@ -1,3 +1,5 @@
+import platform
+
 import cv2
 import numpy as np
 import pytest
@@ -305,6 +307,23 @@ def test_enlarging_is_bilinear_and_keeps_flat_ink_flat():
     assert np.abs(got.astype(int) - cv2.resize(a, (13, 20), interpolation=cv2.INTER_LINEAR)).max() <= 1
     assert np.array_equal(resample(np.full((5, 3), 77, np.uint8), 12, 20), np.full((20, 12), 77, np.uint8))
     assert np.array_equal(resample(a, 7, 11), a)
+
+
+def test_the_cheap_tiers_edge_test_is_an_exact_ratio():
+    """The paper's steepness is compared by a lookup (the same on every CPU): a gradient g over
+    paper p is an edge exactly when 255 g / p, rounded to nearest (ties to even; 0 over black
+    paper), is above QUICK_EDGE, as x86's cv2.divide computes it."""
+    from fractions import Fraction
+
+    from device.levels import _EDGE_FLOOR, QUICK_EDGE
+
+    for p in range(256):
+        for g in range(256):
+            q = 0 if p == 0 else round(Fraction(255 * g, p))   # Python rounds ties to even
+            assert (g > _EDGE_FLOOR[p]) == (q > QUICK_EDGE), (g, p)
+    if platform.machine() in ("x86_64", "AMD64"):   # what the test replaced (aarch64 rounds otherwise)
+        g, p = np.meshgrid(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8))
+        assert np.array_equal(cv2.divide(g, p, scale=255) > QUICK_EDGE, g > _EDGE_FLOOR[p])
 
 
 def test_a_frame_leaves_no_garbage_cycles(mnist):
