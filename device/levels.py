@@ -191,9 +191,7 @@ def quick_digit(pyr: Pyramid, opts) -> Digit | None:
     x0, y0, x1, y1 = max(0, d.x0 - m), max(0, d.y0 - m), min(W, d.x1 + m), min(H, d.y1 + m)
     paper = im.paper[y0:y1, x0:x1]
     steep = cv2.compare(cv2.morphologyEx(paper, cv2.MORPH_GRADIENT, _K3), cv2.LUT(paper, _EDGE_FLOOR), cv2.CMP_GT)
-    # countNonZero, not hasNonZero: OpenCV 4.6 (apt's python3-opencv, the only OpenCV on 32-bit
-    # Pi OS) has no hasNonZero (new in 4.7), and the region is a few hundred pixels.
-    return None if cv2.countNonZero(steep) else d
+    return None if cv2.countNonZero(steep) else d   # (not hasNonZero: OpenCV >= 4.7; 32-bit Pi OS has 4.6)
 
 
 def find_digits(pyr: Pyramid, opts, every: bool = True, thick: bool = True) -> list[Digit]:
