@@ -5,7 +5,7 @@
 #
 #   sudo benchmarks/arm/emulated_matrix.sh setup            # roots, users, keys, runtimes (~20 min)
 #   sudo benchmarks/arm/emulated_matrix.sh run [CELL...]    # default: every cell, one at a time
-#   sudo benchmarks/arm/emulated_matrix.sh bytes [CELL...]  # preprocessing bytes vs x86 (after run)
+#   sudo benchmarks/arm/emulated_matrix.sh parity [CELL...] # today's code, no deploy (after run)
 #   sudo benchmarks/arm/emulated_matrix.sh cells            # list the cells
 #
 #   ONLY="cpu-check deploy deployed" limits a run to those step groups, in place ("choice", a
@@ -243,14 +243,14 @@ print(c.reason); open(\"/tmp/reqs\", \"w\").write(\" \".join(c.requirements))' \
     log "== $cell done: $out"
 }
 
-# The device preprocessing's outputs on this cell's CPU against x86's, byte for byte
-# (benchmarks/preprocess_bytes.py), with the numpy and OpenCV its deploy installed (the cell's
-# current venv: `run` first) and the repository bind-mounted read-only at its own path.
-bytes_cell() {  # $1: cell spec
+# Today's code (this checkout, bind-mounted read-only at its own path) on this cell's CPU with
+# the runtime, numpy and OpenCV its deploy installed (the cell's current venv: `run` first), no
+# deploy: the preprocessing's outputs against x86's, byte for byte (benchmarks/preprocess_bytes.py),
+# and `device golden` with XNNPACK on and off.  Results in benchmarks/results/arm64-qemu/.
+parity_cell() {  # $1: cell spec
     local cell arch cpu port cpuinfo
     IFS='|' read -r cell arch cpu port cpuinfo <<<"$1"
-    local root="$WORK/$arch" venv="/home/pi/mnist-edge-$cell/current/venv"
-    local out="$RESULTS/arm64-qemu/preprocess_bytes-$cpu.json" work
+    local root="$WORK/$arch" venv="/home/pi/mnist-edge-$cell/current/venv" out="$RESULTS/arm64-qemu" work
     work="$(cd "$HERE/.." && pwd)"
     [ -x "$root$venv/bin/python3" ] || die "$cell has no deployed venv ($root$venv): run: $0 run $cell"
     [ -s "$WORK/bytes-x86.npz" ] || (cd "$HERE" && python3 -m benchmarks.preprocess_bytes dump "$WORK/bytes-x86.npz")
@@ -260,19 +260,23 @@ bytes_cell() {  # $1: cell spec
     mnt --bind "$HERE/tests/data/cpuinfo/$cpuinfo" "$root/proc/cpuinfo"
     mkdir -p "$root$work"
     mnt --bind -o ro "$work" "$root$work"
-    log "== $cell: dump under QEMU_CPU=$cpu"
     rm -f "$root/tmp/bytes-$cpu.npz"
-    local rc=0
-    QEMU_CPU="$cpu" PYTHONDONTWRITEBYTECODE=1 chroot "$root" /bin/sh -c \
-        "cd '$HERE' && '$venv/bin/python3' -m benchmarks.preprocess_bytes dump /tmp/bytes-$cpu.npz" || rc=$?
+    local rc=0 t
+    in_cell() { QEMU_CPU="$cpu" PYTHONDONTWRITEBYTECODE=1 chroot "$root" /bin/sh -c "cd '$HERE' && '$venv/bin/python3' $1"; }
+    log "== $cell: QEMU_CPU=$cpu, $venv"
+    in_cell "-m benchmarks.preprocess_bytes dump /tmp/bytes-$cpu.npz" || rc=$?
+    for t in "" -ref; do
+        in_cell "-m device.cli golden --json ${t:+--no-xnnpack}" > "$out/golden$t-$cpu.json" \
+            || log "   golden$t exit $?: $(tail -c 300 "$out/golden$t-$cpu.json")"
+    done
     teardown
     if [ "$rc" != 0 ]; then log "== $cell: the dump failed (exit $rc)"; return 0; fi
     (cd "$HERE" && python3 -m benchmarks.preprocess_bytes compare "$WORK/bytes-x86.npz" "$root/tmp/bytes-$cpu.npz" \
-        --json "$out" > /dev/null) || rc=$?
-    log "== $cell: $out (compare exit $rc: 0 = identical)"
+        --json "$out/preprocess_bytes-$cpu.json" > /dev/null) || rc=$?
+    log "== $cell: preprocess_bytes compare exit $rc (0 = identical); golden: $(grep -ho '"status": "[a-z]*"' "$out/golden-$cpu.json" "$out/golden-ref-$cpu.json" | tr '\n' ' ')"
 }
 
-each_cell() {  # $1: run_cell | bytes_cell, then cell names (none: every cell, one at a time)
+each_cell() {  # $1: run_cell | parity_cell, then cell names (none: every cell, one at a time)
     local fn="$1" want c found
     shift
     if [ $# -eq 0 ]; then
@@ -296,11 +300,11 @@ case "${1:-}" in
         binfmt
         shift
         each_cell run_cell "$@" ;;
-    bytes)
+    parity)
         binfmt
         shift
         rm -f "$WORK/bytes-x86.npz"   # x86's dump of today's code, made once per invocation
-        each_cell bytes_cell "$@" ;;
+        each_cell parity_cell "$@" ;;
     cells) for c in "${CELLS[@]}"; do echo "$c"; done ;;
-    *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
