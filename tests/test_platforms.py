@@ -1,6 +1,8 @@
 """Runtime choice from what a target reports, with /proc/cpuinfo texts recorded on real boards
 (tests/data/cpuinfo/README.md says where each comes from)."""
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -109,6 +111,18 @@ def test_python39_compatible_and_stdlib_only():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ai-edge-litert"
+
+
+def test_device_code_uses_only_what_32bit_pi_os_has():
+    """On a 32-bit target numpy and OpenCV are apt's (bookworm: numpy 1.24, OpenCV 4.6), not
+    the wheels this machine has: a name new since then passes every test here and fails there
+    (round 3's ``cv2.hasNonZero``, OpenCV >= 4.7, crashed the cheap tier on armv7l).  The names
+    were listed in the emulated armhf root (benchmarks/arm/emulated_matrix.sh)."""
+    have = json.loads((Path(__file__).parent / "data" / "armhf-bookworm-names.json").read_text())
+    src = "\n".join(p.read_text() for p in (ROOT / "device").rglob("*.py"))
+    for module, names in (("cv2", have["cv2"]), ("np", have["np"])):
+        used = set(re.findall(rf"\b{module}\.([A-Za-z_]\w*)", src))
+        assert used and used <= set(names), f"not in {module} on 32-bit Pi OS: {sorted(used - set(names))}"
 
 
 def test_device_info_says_which_runtime_and_why(capsys):

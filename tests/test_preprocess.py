@@ -355,3 +355,30 @@ def test_ink_is_an_exactly_rounded_ratio():
     im = ink_map(gray, 5)
     d = np.maximum(im.paper.astype(np.int64) - gray, 0)
     assert np.array_equal(im.ink, np.rint(255.0 * d / np.maximum(im.paper, 40)).astype(np.uint8))
+
+
+def test_preprocess_bytes_names_what_moved_and_refuses_other_frames(photos_dir, tmp_path, monkeypatch):
+    """The cross-CPU check (benchmarks/preprocess_bytes.py) must see a single moved value, say
+    where, and never compare dumps of different frames."""
+    from benchmarks import preprocess_bytes as pb
+
+    (tmp_path / "photos").mkdir()
+    names = sorted(p.name for p in photos_dir.glob("*.png"))[:2]
+    for n in names:
+        (tmp_path / "photos" / n).write_bytes((photos_dir / n).read_bytes())
+    monkeypatch.setattr(pb, "PHOTOS", tmp_path / "photos")
+    digit = cv2.resize(cv2.imread(str(photos_dir / names[0]), cv2.IMREAD_GRAYSCALE), (320, 240))
+    frames = {"a.avi#0": digit, "a.avi#5": gray_frame()[:240, :320]}
+    for name, fs in (("set", frames), ("other", {"a.avi#0": digit})):
+        np.savez_compressed(tmp_path / f"{name}.npz", **fs)
+    a, b, c = (str(tmp_path / f"{n}-dump.npz") for n in "abc")
+    pb.dump(a, tmp_path / "set.npz")
+    moved = dict(np.load(a))
+    moved["frame:a.avi#0|all_regions"] = moved["frame:a.avi#0|all_regions"] + 1
+    np.savez(b, **moved)
+    r = pb.compare(a, b)
+    assert r["items"] == {"photo": 2, "frame": 2} and r["identical"] == {"photo": 2, "frame": 1}
+    assert r["differing"] == {"photo": {}, "frame": {"all_regions": ["a.avi#0"]}}
+    assert pb.main(["compare", a, b]) == 1 and pb.main(["compare", a, a]) == 0
+    pb.dump(c, tmp_path / "other.npz")
+    assert pb.main(["compare", a, c]) == 2
