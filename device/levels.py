@@ -89,12 +89,15 @@ class Pyramid:
         return self._levels[i]
 
 
+MIN_SIDE = 8   # the smallest frame side looked at: no digit is readable in fewer pixels
+
+
 def working_copy(frame: np.ndarray, opts) -> tuple[np.ndarray, float, np.ndarray | None]:
     """(gray uint8 near ``work_size``, scale working/frame, the gray copy at twice the size
     it was halved from or None).  ``frame``: gray or BGR(A)."""
     small, scale, finer = frame, 1.0, None
     if small.ndim == 3:
-        if max(small.shape[:2]) > opts.work_size * 3:
+        if max(small.shape[:2]) > opts.work_size * 3 and min(small.shape[:2]) >= 4 * MIN_SIDE:
             # A large colour frame: take every other pixel of the green channel in one strided
             # copy.  Every full-frame pass costs ~150 us on a 640x480 frame here (memory
             # bound), and this one pass replaces a colour conversion plus a halving.  Green
@@ -107,7 +110,9 @@ def working_copy(frame: np.ndarray, opts) -> tuple[np.ndarray, float, np.ndarray
     # Halve with area averaging until the longer side is at most 1.5x work_size: OpenCV's area
     # resize is several times faster for an exact factor of 2 than for 4 or an odd ratio, and
     # the region maps back to the frame by a power of two.
-    while max(small.shape[:2]) > opts.work_size * 1.5:
+    # (A strip of a frame, far wider than tall, stops halving while it is still a few digits
+    # high: level 1 halves it once more.)
+    while max(small.shape[:2]) > opts.work_size * 1.5 and min(small.shape[:2]) >= 4 * MIN_SIDE:
         finer = small
         small = halve(small)
         scale *= 0.5

@@ -36,7 +36,7 @@ import numpy as np
 import cv2  # OpenCV is a device dependency; only the preprocessing and the sources need it
 
 from device.blobs import Digit
-from device.levels import Pyramid, find_digits, fine_digits, quick_digit
+from device.levels import MIN_SIDE, Pyramid, find_digits, fine_digits, quick_digit
 
 # The images here are tiny (<= 192 px): OpenCV's worker threads cost more in hand-offs than they
 # save, and on a Pi the cores belong to the interpreter.
@@ -193,12 +193,21 @@ def to_unit(image: np.ndarray) -> np.ndarray:
 _UNIT = to_unit(np.arange(256, dtype=np.uint8))   # to_unit as a table: one lookup per 28x28 input
 
 
-def _checked(frame):
+def _checked(frame) -> tuple[np.ndarray | None, str]:
+    """(the frame as 2-D gray or 3-D BGR(A) uint8, "") or (None, why it cannot hold a digit).
+    Frames under ``MIN_SIDE`` are refused: no digit fits, and OpenCV's scalar operations
+    misread arrays of 4 elements or fewer."""
     if frame is None or frame.size == 0 or frame.ndim not in (2, 3):
-        return None
+        return None, "empty frame"
+    if frame.ndim == 3 and frame.shape[2] not in (3, 4):
+        if frame.shape[2] != 1:
+            return None, f"a frame of {frame.shape[2]} channels (gray, BGR or BGRA only)"
+        frame = frame[:, :, 0]
+    if min(frame.shape[:2]) < MIN_SIDE:
+        return None, f"frame too small ({frame.shape[1]}x{frame.shape[0]})"
     if frame.dtype != np.uint8:
         frame = np.clip(frame, 0, 255).astype(np.uint8)
-    return frame
+    return frame, ""
 
 
 def _prepared(d: Digit, opts: PreprocessOptions, line: int = 0, path: str = "") -> Prepared:
@@ -214,9 +223,9 @@ def prepare(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> Prepared:
     """One digit (the tallest in view): frame (gray or BGR) -> :class:`Prepared`, with
     ``image`` None and a ``reason`` when nothing in view is digit-like.  The cheap tier first
     (``opts.quick``), the full analysis when it is not sure (``Prepared.path`` says which)."""
-    frame = _checked(frame)
+    frame, why = _checked(frame)
     if frame is None:
-        return Prepared(None, None, "empty frame")
+        return Prepared(None, None, why)
     with Pyramid(frame, opts) as pyr:
         # A frame smaller than the working size has no pixels to spare for the half-size tier.
         if opts.quick and max(pyr.small.shape) >= opts.work_size:
@@ -236,7 +245,7 @@ def prepare(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> Prepared:
 def prepare_all(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> list[Prepared]:
     """Every digit in view, in reading order (lines top to bottom, each left to right), each
     with its 28x28 input, its region and its ``line``; empty when there is none."""
-    frame = _checked(frame)
+    frame, _ = _checked(frame)
     if frame is None:
         return []
     with Pyramid(frame, opts) as pyr:

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from device.preprocess import prepare
+from device.preprocess import prepare, prepare_all
 from device.synth import render_frame
 from tests.conftest import gray_frame
 
@@ -355,6 +355,25 @@ def test_ink_is_an_exactly_rounded_ratio():
     im = ink_map(gray, 5)
     d = np.maximum(im.paper.astype(np.int64) - gray, 0)
     assert np.array_equal(im.ink, np.rint(255.0 * d / np.maximum(im.paper, 40)).astype(np.uint8))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 2), (7, 40), (8, 8), (30, 2000), (2000, 30), (9, 3000),
+                                   (480, 640, 1), (33, 4000, 3), (50, 50, 4), (240, 320, 2)])
+def test_odd_frames_are_read_or_refused_never_raise(shape):
+    """Any frame a source or a file may hold: tiny, a strip far wider than tall (halving it to
+    the working size would leave no rows), one channel in a third axis, float or 16-bit
+    values: a digit, "no digit" or a reason, never an exception."""
+    rng = np.random.default_rng(0)
+    for f in (rng.integers(0, 256, shape, dtype=np.uint8), np.full(shape, 200, np.uint8)):
+        f[..., ::9] = 20
+        for frame in (f, f.astype(np.float32), f.astype(np.uint16) * 3):
+            p = prepare(frame)
+            assert p.image is None and p.reason or p.image.shape == (28, 28)
+            assert isinstance(prepare_all(frame), list)
+    if min(shape[:2]) < 8:
+        assert prepare(np.zeros(shape, np.uint8)).reason.startswith("frame too small")
+    if len(shape) == 3 and shape[2] == 2:
+        assert "channels" in prepare(np.zeros(shape, np.uint8)).reason
 
 
 def test_preprocess_bytes_names_what_moved_and_refuses_other_frames(photos_dir, tmp_path, monkeypatch):
