@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -16,6 +17,12 @@ MNIST_DIR = Path(os.environ.get("MNIST_DIR", SHARED / "mnist"))
 os.environ.setdefault("MNIST_DIR", str(MNIST_DIR))
 PHOTOS = SHARED / "digit-photos"
 SHIPPED = ROOT / "device" / "models" / "model.tflite"
+# Several tests press Ctrl-C on a CLI (SIGINT) as a terminal would.  A suite started as a
+# background job (`cmd &`, nohup, some CI runners) inherits SIGINT ignored, and an ignored signal
+# stays ignored across exec: those CLIs would never see it.  A handler here is reset to the
+# default in every child, as in a terminal's foreground job.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
