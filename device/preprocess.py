@@ -59,7 +59,8 @@ class PreprocessOptions:
 class Prepared:
     """The model input (float32 28x28 in [0, 1]) or None when no digit was found, the digit's
     region in frame coordinates (x, y, w, h), why there is none, and (for several digits) the
-    digit's line, 0 = top, and which analysis found it ("quick": the cheap tier; "full")."""
+    digit's line, 0 = top, and which analysis found it ("quick": the cheap tier; "full"; "fine": the
+    closer look at twice the working size, ``levels.fine_digits``)."""
     image: np.ndarray | None
     region: tuple[int, int, int, int] | None
     reason: str = ""
