@@ -288,7 +288,9 @@ def number_cost(model, frames, labels, single: list, repeats: int) -> dict:
     invoke, postprocess; and the same with one invoke per digit), interleaved with a typical
     single-digit frame through the digit mode, so the three share the machine's load.  Wall
     time and this thread's CPU time: on a shared machine the wall-time tail is mostly time
-    the scheduler gave other processes."""
+    the scheduler gave other processes.  Also each 8-digit frame's least CPU time over the
+    repeats (``cpu_least``): what the frame itself costs, without the cache and frequency
+    noise of a shared VM, whose CPU-time tail is ~2x its median even for a single digit."""
     eight = [f for f, lab in zip(frames, labels) if lab and len(lab.replace(" ", "")) == 8]
     t = {k: {"wall": [], "cpu": []} for k in ("batched", "per_digit", "single_digit")}
     found_counts = []
@@ -320,6 +322,8 @@ def number_cost(model, frames, labels, single: list, repeats: int) -> dict:
     out = {"frames": len(eight), "repeats": repeats,
            "digits_found_mean": float(np.mean(found_counts)) if found_counts else None,
            **{k: {c: pct(v) for c, v in d.items()} for k, d in t.items()}}
+    for k in ("batched", "per_digit"):   # samples are repeat-major: repeat r, frame j at r * n + j
+        out[k]["cpu_least"] = pct(np.asarray(t[k]["cpu"]).reshape(repeats, len(eight)).min(axis=0))
     out["batched_vs_single_digit"] = {c: {q: out["batched"][c][q] / out["single_digit"][c][q] for q in ("p50", "p99")}
                                       for c in ("wall", "cpu")}
     return out
@@ -502,6 +506,7 @@ def headline(r: dict) -> dict:
             "total_p50_vs_baseline": cs["total_p50_vs_baseline"],
             "total_p50_vs_inference_stretch": cs["total_p50_vs_inference"],
             "eight_digit_total_p99_ms": ce["cpu"]["p99"], "eight_digit_total_p99_ms_wall": ce["wall"]["p99"],
+            "eight_digit_total_p99_ms_least": ce["cpu_least"]["p99"],
             "peak_rss_mb": r["device_run"]["peak_rss_mb"], "sheets_read": r["sheets"]["correct"] / r["sheets"]["sheets"],
             "five_fold_accuracy": r["leave_writers_out"]["digit"]["accuracy"],
             "fine_pen_held_out_accuracy": r["fine_pens"]["held-out writers"]["digit"]["accuracy"],
@@ -604,6 +609,10 @@ def report(r: dict, created: str, quick: bool, machine: dict) -> str:
         w, c = ce[k]["wall"], ce[k]["cpu"]
         lines.append(f"| {k.replace('_', ' ')} | {w['p50']:.3f} / {w['p90']:.3f} / {w['p99']:.3f} | "
                      f"{c['p50']:.3f} / {c['p90']:.3f} / {c['p99']:.3f} |")
+    least = ce["batched"]["cpu_least"]
+    lines += ["", f"Each 8-digit frame's least CPU time over its {ce['repeats']} runs (batched), over the {ce['frames']} "
+              f"frames: p50 {least['p50']:.3f}, p90 {least['p90']:.3f}, p99 {least['p99']:.3f} ms (what the frames "
+              "cost without the shared VM's noise; the target is judged on the row above)."]
     rat = ce["batched_vs_single_digit"]
     lines += ["", f"8 digits (batched) against one digit: CPU p50 {rat['cpu']['p50']:.1f}x, p99 {rat['cpu']['p99']:.1f}x; "
               f"wall p50 {rat['wall']['p50']:.1f}x, p99 {rat['wall']['p99']:.1f}x.", "",
