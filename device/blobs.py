@@ -297,10 +297,12 @@ def _arm(b: Blob, seed: Blob) -> bool:
             and max(b.w, b.h) >= 0.3 * seed.h and seed.x + seed.w - b.x <= 0.95 * seed.h)
 
 
-def digits_at(im, opts, every: bool, thick: bool = False) -> tuple[list[Digit], bool]:
+def digits_at(im, opts, every: bool, thick: bool = False,
+              seed_contrast: float = 1.5) -> tuple[list[Digit], bool]:
     """(the digits of one level, whether a dark blob was turned down as solid or as a shadow).
     ``every``: all digits; else stop at the tallest.  ``thick``: only digits of thick dark
-    strokes (what level 1 is for).  The flag tells the caller that a stroke too wide for this
+    strokes (what level 1 is for).  ``seed_contrast``: a digit's seed blob's mean ink must be at
+    least this many times ``opts.min_contrast``.  The flag tells the caller that a stroke too wide for this
     level's kernel may be there: its interior is not ink at this level, so its edges look like
     a blot or a shadow's fringe."""
     H = im.ink.shape[0]
@@ -314,7 +316,7 @@ def digits_at(im, opts, every: bool, thick: bool = False) -> tuple[list[Digit], 
         if not every and seeds and b.h < seeds[0].h:
             break
         for s in assess(b, pool, opts):
-            if s.contrast < 1.5 * opts.min_contrast or (thick and (s.stroke < 2.5 or s.contrast < opts.thick_contrast
+            if s.contrast < seed_contrast * opts.min_contrast or (thick and (s.stroke < 2.5 or s.contrast < opts.thick_contrast
                                                                    or s.h < 1.3 * im.k or s.stroke > 0.3 * s.h)):
                 continue
             seeds.append(s)

@@ -244,7 +244,11 @@ def find_digits(pyr: Pyramid, opts, every: bool = True, thick: bool = True) -> l
 # FINE_EVIDENCE_STROKE.  The closer look keeps digits whose strokes are at most FINE_STROKE
 # wide there (a shadow's finger is wider) on paper at least FINE_PAPER x as bright as the lit
 # paper (a dark desk's grain is ink by ratio too), and is skipped when the copy's ink map is
-# noise (its 90th percentile above FINE_NOISE: dim light).  Chosen on the design writers' and
+# noise (its 90th percentile above FINE_NOISE: dim light).  A fine pen's line is faint even
+# there: a digit whose seed is paler than level 0's bar (1.5 x min_contrast) is kept when the
+# paper under it is even (its 5th percentile at least FINE_FLAT x its 95th): the pale thin
+# lines a shadow's or the paper's edge leave in the ink map lie on a step of the paper level.
+# Chosen on the design writers' and
 # MNIST scenes with fine pens drawn from their glyphs (device.glyphs.with_pen) and on the blank
 # scenes, measured in benchmarks/scenes.py.
 FINE_THIN = 1.3
@@ -253,16 +257,25 @@ FINE_EVIDENCE_STROKE = 2.0
 FINE_STROKE = 3.0
 FINE_PAPER = 0.35
 FINE_NOISE = 30
+FINE_FLAT = 0.8
 # Level 0 read this many digits already: the closer look, whose cost grows with the blobs in
 # view, gained 1 number of the 4 such frames in the scene clips (and 22 of 82 with fewer).
 FINE_ENOUGH = 5
+# Level 0 found digits of ordinary strokes (a bold mark, a stray tick) and, outside them, a thin
+# blob at least FINE_BESIDE x the smallest digit's height: the closer look adds the digits it
+# finds beside level 0's (a fine pen's number with a bold mark in view).
+FINE_BESIDE = 1.0
 
 
 def fine_digits(pyr: Pyramid, digits: list[Digit], opts, every: bool = True) -> list[Digit] | None:
     """The digits of the copy at twice the working size when level 0's ``digits`` (or, with
     none, its blobs) look like a fine pen's, else None: [] when the closer look found none or
-    the copy is too noisy to look at."""
-    if pyr.finer is None or len(digits) >= FINE_ENOUGH or not _fine_pen(pyr, digits, opts):
+    the copy is too noisy to look at.  When only blobs beside level 0's digits look like a fine
+    pen's: level 0's digits and those the closer look finds clear of them, or None if none."""
+    if pyr.finer is None or len(digits) >= FINE_ENOUGH:
+        return None
+    why = _fine_pen(pyr, digits, opts)
+    if why is None:
         return None
     with Pyramid(pyr.finer, opts, (pyr.finer, pyr.scale * 2)) as fine:
         im = fine.level(0)
@@ -270,28 +283,49 @@ def fine_digits(pyr: Pyramid, digits: list[Digit], opts, every: bool = True) -> 
         # the pixels are (a threshold and a count: a fraction of a histogram's cost).
         if cv2.countNonZero(cv2.threshold(im.ink, FINE_NOISE, 255, cv2.THRESH_BINARY)[1]) > 0.1 * im.ink.size:
             return []
-        found = [d for d in find_digits(fine, opts, every, thick=False) if d.seed.stroke <= FINE_STROKE]
+        found = [d for d in digits_at(im, opts, every, seed_contrast=1.0)[0] if d.seed.stroke <= FINE_STROKE
+                 and (d.seed.contrast >= 1.5 * opts.min_contrast or _even_paper(im, d))]
         if not found:
             return []
         # The lit paper: the paper level's 90th percentile, from every other row and column
         # (the closing's plateaus are far wider than two pixels).
         cum = cv2.calcHist([np.ascontiguousarray(im.paper[::2, ::2])], [0], None, [256], [0, 256]).ravel().cumsum()
         lit = FINE_PAPER * int(np.searchsorted(cum, 0.9 * cum[-1]))
-        return [d for d in found if cv2.mean(im.paper[d.y0:d.y1, d.x0:d.x1])[0] >= lit]
+        found = [d for d in found if cv2.mean(im.paper[d.y0:d.y1, d.x0:d.x1])[0] >= lit]
+        if why == "beside":
+            boxes = [d.frame_box() for d in digits]
+            more = [f for f in found if not any(_overlaps(f.frame_box(), b) for b in boxes)]
+            return digits + more if more else None
+        return found
 
 
-def _fine_pen(pyr: Pyramid, digits: list[Digit], opts) -> bool:
+def _even_paper(im: InkMap, d: Digit) -> bool:
+    """Is the paper level under the digit's box even (no step of a shadow or an edge)?"""
+    lo, hi = np.percentile(im.paper[d.y0:d.y1, d.x0:d.x1], (5, 95))
+    return lo >= FINE_FLAT * hi
+
+
+def _fine_pen(pyr: Pyramid, digits: list[Digit], opts) -> str | None:
+    """Does level 0 show a fine pen?  "thin": its digits' strokes are thin, or, with none found,
+    a thin blob is there; "beside": its digits are not thin, but a thin blob of a digit's size
+    lies outside them (a fine pen's digits beside a bold mark); else None."""
     if digits:
         strokes = sorted(d.seed.stroke for d in digits)
-        return strokes[len(strokes) // 2] < FINE_THIN
+        if strokes[len(strokes) // 2] < FINE_THIN:
+            return "thin"
     im = pyr.level(0)
-    least = FINE_EVIDENCE * opts.min_height * im.ink.shape[0]
+    least = (FINE_BESIDE if digits else FINE_EVIDENCE) * opts.min_height * im.ink.shape[0]
+    taken = {id(b) for d in digits for b in d.parts}
+    boxes = [d.frame_box() for d in digits]
+    s = im.scale
     for b in im.blobs(opts.min_contrast):
-        if max(b.w, b.h) >= least:
-            b.measure()
-            if b.stroke < FINE_EVIDENCE_STROKE:
-                return True
-    return False
+        if max(b.w, b.h) < least or id(b) in taken \
+                or any(_overlaps((b.x / s, b.y / s, (b.x + b.w) / s, (b.y + b.h) / s), x) for x in boxes):
+            continue
+        b.measure()
+        if b.stroke < FINE_EVIDENCE_STROKE:
+            return "beside" if digits else "thin"
+    return None
 
 
 def _paler_around(c: Digit, inside: list[Digit]) -> bool:
