@@ -53,7 +53,9 @@ class Blob:
         """0/255 over the box: the filled contour where the ink reaches the threshold."""
         if self._mask is None:
             filled = np.zeros((self.h, self.w), np.uint8)
-            cv2.drawContours(filled, [self.contour], -1, 255, cv2.FILLED, offset=(-self.x, -self.y))
+            # fillPoly fills one outline exactly as drawContours(..., cv2.FILLED) does (the same
+            # edge collection and scan), with less set-up; positional: keywords cost.
+            cv2.fillPoly(filled, (self.contour,), 255, cv2.LINE_8, 0, (-self.x, -self.y))
             if self.cut is not None:
                 cut = self.cut[self.y:self.y + self.h, self.x:self.x + self.w]
             else:
@@ -69,7 +71,9 @@ class Blob:
         self.area = cv2.countNonZero(mask)
         # A stroke of width s and length l has an area of s*l and a perimeter (outline and
         # holes) of about 2*l.
-        perim = cv2.arcLength(self.contour, True) + sum(cv2.arcLength(c, True) for c in self.holes)
+        perim = cv2.arcLength(self.contour, True)
+        if self.holes:   # (most blobs have none: no generator to set up)
+            perim += sum(cv2.arcLength(c, True) for c in self.holes)
         self.stroke = 2.0 * self.area / max(perim, 1.0)
         self.contrast = cv2.mean(self.im.ink[self.y:self.y + self.h, self.x:self.x + self.w], mask)[0]
 
@@ -85,7 +89,7 @@ def blobs_of(im, thr: int, binary: np.ndarray | None = None, ox: int = 0, oy: in
     if binary is None:
         _, binary = cv2.threshold(im.ink, thr, 255, cv2.THRESH_BINARY)
         cut = binary   # findContours leaves it as it is: the blobs' masks start from it
-    contours, hier = cv2.findContours(binary, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE, offset=(ox, oy))
+    contours, hier = cv2.findContours(binary, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE, None, None, (ox, oy))
     if not contours:
         return []
     out: dict[int, Blob] = {}
