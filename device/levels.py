@@ -126,7 +126,9 @@ def halve(img: np.ndarray) -> np.ndarray:
     KleidiCV, which resamples instead: one dev photo of 100 read differently on an emulated
     Pi), while on even sizes every build computes ``(a + b + c + d + 2) >> 2``."""
     h, w = img.shape[:2]
-    return cv2.resize(img[:h & ~1, :w & ~1], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    if (h | w) & 1:
+        img = img[:h & ~1, :w & ~1]
+    return cv2.resize(img, (w // 2, h // 2), None, 0, 0, cv2.INTER_AREA)   # (positional: keywords cost)
 
 
 
