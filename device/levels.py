@@ -131,6 +131,10 @@ def halve(img: np.ndarray) -> np.ndarray:
     return cv2.resize(img, (w // 2, h // 2), None, 0, 0, cv2.INTER_AREA)   # (positional: keywords cost)
 
 
+# ink_map's divisor per paper level: at least 40 (a dark desk's floor, below), as float32 like
+# the numerator, looked up: numpy divides float32 by a uint8 array through a slow casting loop.
+_PAPER_FLOOR = np.maximum(np.arange(256), 40).astype(np.float32)
+
 
 def ink_map(gray: np.ndarray, k: int, scale: float = 1.0) -> InkMap:
     """Ink of ``gray`` against a paper level estimated by a ``k``x``k`` closing."""
@@ -147,7 +151,7 @@ def ink_map(gray: np.ndarray, k: int, scale: float = 1.0) -> InkMap:
     # numerator in one call: 255 paper - 255 gray, integers float32 holds exactly, never
     # negative (a closing is never darker than the image it closes).
     ink = cv2.addWeighted(paper, 255.0, gray, -255.0, 0.0, None, cv2.CV_32F)
-    ink /= cv2.max(paper, 40)
+    ink /= cv2.LUT(paper, _PAPER_FLOOR)
     ink = np.rint(ink, out=ink).astype(np.uint8)
     return InkMap(ink, gray, paper, scale, k)
 
