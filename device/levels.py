@@ -379,7 +379,10 @@ def _maybe_thick(d: Digit, k: int) -> bool:
     if max(p.stroke for p in d.parts) >= 0.6 * k:
         return True
     paper = d.im.paper[d.y0:d.y1, d.x0:d.x1]
-    return cv2.minMaxLoc(paper)[0] < 0.65 * cv2.mean(paper)[0]
+    lo, hi = cv2.minMaxLoc(paper)[:2]
+    # The mean is at most the maximum: no mean to take when the least is 0.65 x the maximum or
+    # more (nearly every digit's paper: the closing's plateaus).
+    return lo < 0.65 * hi and lo < 0.65 * cv2.mean(paper)[0]
 
 
 def _area(b) -> float:
