@@ -105,6 +105,15 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray, bbox, opts: PreprocessOptions = 
     """Crop the digit (``mask`` covers the bbox), scale its ink to [0, 1], fit it into a
     ``box``x``box`` square keeping the aspect ratio, and centre it by centre of mass in
     ``size``x``size``.  ``level``: the mean ink under ``mask``, when the caller has it."""
+    out = np.zeros((opts.size, opts.size), np.uint8)
+    _fit(ink, mask, bbox, opts, level, out)
+    return cv2.LUT(out, _UNIT)
+
+
+def _fit(ink: np.ndarray, mask: np.ndarray, bbox, opts: PreprocessOptions, level: float | None,
+         out: np.ndarray) -> None:
+    """:func:`to_mnist` as uint8 (0-255) into ``out`` (``size``x``size``, zeros): the digits of a
+    number go into one array and to [0, 1] in one lookup."""
     x, y, w, h = bbox
     crop = ink[y:y + h, x:x + w]
     # Stroke level = mean ink on the thresholded strokes; it maps to white (MNIST strokes are
@@ -133,9 +142,7 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray, bbox, opts: PreprocessOptions = 
     # Shift so the centre of mass lands on the centre of the 28x28 frame (MNIST's rule).
     ox = min(max(int(round((opts.size - 1) / 2 - cx)), 0), opts.size - nw)
     oy = min(max(int(round((opts.size - 1) / 2 - cy)), 0), opts.size - nh)
-    out = np.zeros((opts.size, opts.size), np.uint8)
     out[oy:oy + nh, ox:ox + nw] = digit
-    return cv2.LUT(out, _UNIT)
 
 
 @functools.lru_cache(maxsize=64)
@@ -221,13 +228,19 @@ def _checked(frame) -> tuple[np.ndarray | None, str]:
     return frame, ""
 
 
-def _prepared(d: Digit, opts: PreprocessOptions, line: int = 0, path: str = "") -> Prepared:
+def _prepared(d: Digit, opts: PreprocessOptions, line: int = 0, path: str = "",
+              out: np.ndarray | None = None) -> Prepared:
+    """The digit's :class:`Prepared`; with ``out`` (uint8 zeros), its input is written there
+    as uint8 (see :func:`_fit`) and ``image`` is left for the caller to set."""
     box = (d.x0, d.y0, d.x1 - d.x0, d.y1 - d.y0)
     s = d.im.scale
     region = (int(d.x0 / s), int(d.y0 / s), int(round(box[2] / s)), int(round(box[3] / s)))
     # A digit of one blob: its mean ink under its mask is the blob's contrast, measured already.
     level = d.seed.contrast if len(d.parts) == 1 and d.seed.contrast >= 0 else None
-    return Prepared(to_mnist(d.im.ink, d.mask(), box, opts, level), region, line=line, path=path)
+    if out is None:
+        return Prepared(to_mnist(d.im.ink, d.mask(), box, opts, level), region, line=line, path=path)
+    _fit(d.im.ink, d.mask(), box, opts, level, out)
+    return Prepared(None, region, line=line, path=path)
 
 
 def prepare(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> Prepared:
@@ -264,4 +277,14 @@ def prepare_all(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> list[Pr
         fine = fine_digits(pyr, digits, opts)
         if fine and len(fine) >= len(digits):
             digits, path = fine, "fine"
-        return [_prepared(d, opts, i, path) for i, line in enumerate(reading_order(digits)) for d in line]
+        order = [(i, d) for i, line in enumerate(reading_order(digits)) for d in line]
+        if not order:
+            return []
+        # Every digit's input as uint8 in one array, then to [0, 1] in one lookup (a lookup
+        # per digit costs more in calls than in work); each image a view of it.
+        u8 = np.zeros((len(order), opts.size, opts.size), np.uint8)
+        found = [_prepared(d, opts, i, path, out) for (i, d), out in zip(order, u8)]
+        unit = cv2.LUT(u8.reshape(-1, opts.size), _UNIT).reshape(u8.shape)
+        for p, image in zip(found, unit):
+            p.image = image
+        return found
