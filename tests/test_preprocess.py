@@ -200,6 +200,21 @@ def test_a_fine_pens_number_beside_a_bold_mark():
     assert found >= 0.8 * total, (found, total)
 
 
+def test_a_pale_digit_in_a_number_is_read():
+    """One digit of a number paler than the rest (ink 20 % below the paper, as in a shadow's
+    soft edge): too pale to start a digit alone, it is one beside the others in its line.
+    Before, prepare_all gave the other three."""
+    frame = np.full((480, 640), 200, np.uint8)
+    boxes = [_put_digit(frame, t, (80 + 120 * j, 300), 4, 160 if j == 2 else 40, 8) for j, t in enumerate("5827")]
+    frame = cv2.GaussianBlur(frame, (5, 5), 1.2)
+    found = prepare_all(frame)
+    assert len(found) == 4 and _close(found[2].region, boxes[2]), [p.region for p in found]
+    # A pale blob alone on the page is still nothing.
+    alone = np.full((480, 640), 200, np.uint8)
+    _put_digit(alone, "2", (320, 300), 4, 160, 8)
+    assert prepare_all(cv2.GaussianBlur(alone, (5, 5), 1.2)) == []
+
+
 def test_blank_scenes_are_no_digit():
     from device.scenes import SceneOptions, scene
 
