@@ -215,6 +215,20 @@ def test_a_pale_digit_in_a_number_is_read():
     assert prepare_all(cv2.GaussianBlur(alone, (5, 5), 1.2)) == []
 
 
+def test_a_fine_pens_broken_line_is_one_digit():
+    """A faint ballpoint line breaks, at the ink threshold, into pieces each too low to be a
+    digit: a 3 of six arcs with gaps between them.  The closer look bridges the pieces into the
+    digit (before: no digit)."""
+    m = np.zeros((480, 640), np.uint8)
+    for ey, a0, a1 in ((-15, 190, 265), (-15, 290, 340), (-15, 365, 440), (15, 280, 335), (15, 360, 420), (15, 445, 530)):
+        cv2.ellipse(m, (320, 240 + ey), (15, 15), 0, a0, a1, 255, 2, cv2.LINE_AA)
+    noise = np.random.default_rng(0).normal(0, 2, m.shape)
+    frame = np.clip(200 - (m / 255.0) * 50 + noise, 0, 255).astype(np.uint8)
+    p = prepare(frame)
+    assert p.image is not None and p.path == "fine" and _close(p.region, (304, 209, 34, 63), tol=4), p.region
+    assert [q.region for q in prepare_all(frame)] == [p.region]
+
+
 def test_blank_scenes_are_no_digit():
     from device.scenes import SceneOptions, scene
 
