@@ -305,6 +305,20 @@ def _arm(b: Blob, seed: Blob) -> bool:
             and max(b.w, b.h) >= 0.3 * seed.h and seed.x + seed.w - b.x <= 0.95 * seed.h)
 
 
+# Part of a number in a shadow's soft edge or a dim corner is paler than the rest of it: with
+# every digit wanted, a digit-like blob paler than the seed bar joins when it sits in line with
+# one of two or more digits (sharing half its rows, at most a digit's height away, at least
+# half as tall), unless the digits' median stroke is under PALE_STROKE px: a fine pen's digits
+# go to the closer look (device.levels.fine_digits), which these would pre-empt.
+PALE_STROKE = 1.6
+
+
+def _in_line(p: Blob, s: Blob) -> bool:
+    shared = min(p.y + p.h, s.y + s.h) - max(p.y, s.y)
+    gap = max(p.x - (s.x + s.w), s.x - (p.x + p.w))
+    return shared >= 0.5 * min(p.h, s.h) and gap <= max(p.h, s.h) and p.h >= 0.5 * s.h
+
+
 def digits_at(im, opts, every: bool, thick: bool = False,
               seed_contrast: float = 1.5) -> tuple[list[Digit], bool]:
     """(the digits of one level, whether a dark blob was turned down as solid or as a shadow).
@@ -319,17 +333,24 @@ def digits_at(im, opts, every: bool, thick: bool = False,
     pool = im.blobs(opts.min_contrast)
     order = sorted((b for b in pool if max(b.w, b.h) >= opts.min_height * H), key=lambda b: -b.h)
     seeds: list[Blob] = []
+    pale: list[Blob] = []   # digit-like but paler than a seed: kept if in line with digits
     dark_refused = False
     for b in order:
         if not every and seeds and b.h < seeds[0].h:
             break
         for s in assess(b, pool, opts):
+            if every and not thick and s.contrast < seed_contrast * opts.min_contrast:
+                pale.append(s)
             if s.contrast < seed_contrast * opts.min_contrast or (thick and (s.stroke < 2.5 or s.contrast < opts.thick_contrast
                                                                    or s.h < 1.3 * im.k or s.stroke > 0.3 * s.h)):
                 continue
             seeds.append(s)
         seeds.sort(key=lambda s: -s.h)
         dark_refused |= b.why in ("solid", "part of a shadow") and b.contrast >= opts.thick_contrast
+    if pale and len(seeds) >= 2 and seed_contrast > 1.0 \
+            and sorted(s.stroke for s in seeds)[len(seeds) // 2] >= PALE_STROKE:
+        seeds += [p for p in pale if any(_in_line(p, s) for s in seeds)]
+        seeds.sort(key=lambda s: -s.h)
     taken: set[int] = set()
     tall = seeds[len(seeds) // 2].h if every and len(seeds) >= 3 else 0.0
     return [grow(s, pool, taken, opts, alone=not every, tall=tall) for s in seeds if id(s) not in taken], dark_refused

@@ -256,6 +256,7 @@ def find_digits(pyr: Pyramid, opts, every: bool = True, thick: bool = True) -> l
 # there: a digit whose seed is paler than level 0's bar (1.5 x min_contrast) is kept when the
 # paper under it is even (its 5th percentile at least FINE_FLAT x its 95th): the pale thin
 # lines a shadow's or the paper's edge leave in the ink map lie on a step of the paper level.
+# Where the line breaks into pieces too low to be digits, the pieces are bridged (_assemble).
 # Chosen on the design writers' and
 # MNIST scenes with fine pens drawn from their glyphs (device.glyphs.with_pen) and on the blank
 # scenes, measured in benchmarks/scenes.py.
@@ -266,6 +267,12 @@ FINE_STROKE = 3.0
 FINE_PAPER = 0.35
 FINE_NOISE = 30
 FINE_FLAT = 0.8
+# Pieces the closer look bridges into one blob (_assemble): at least ASSEMBLE_PIECE x the
+# smallest digit's height, no wider than ASSEMBLE_DASH x their height, gaps up to ASSEMBLE_GAP
+# x that height.
+ASSEMBLE_PIECE = 0.25
+ASSEMBLE_DASH = 2.5
+ASSEMBLE_GAP = 0.15
 # Level 0 read this many digits already: the closer look, whose cost grows with the blobs in
 # view, gained 1 number of the 4 such frames in the scene clips (and 22 of 82 with fewer).
 FINE_ENOUGH = 5
@@ -291,6 +298,7 @@ def fine_digits(pyr: Pyramid, digits: list[Digit], opts, every: bool = True) -> 
         # the pixels are (a threshold and a count: a fraction of a histogram's cost).
         if cv2.countNonZero(cv2.threshold(im.ink, FINE_NOISE, 255, cv2.THRESH_BINARY)[1]) > 0.1 * im.ink.size:
             return []
+        _assemble(im, opts)
         found = [d for d in digits_at(im, opts, every, seed_contrast=1.0)[0] if d.seed.stroke <= FINE_STROKE
                  and (d.seed.contrast >= 1.5 * opts.min_contrast or _even_paper(im, d))]
         if not found:
@@ -305,6 +313,55 @@ def fine_digits(pyr: Pyramid, digits: list[Digit], opts, every: bool = True) -> 
             more = [f for f in found if not any(_overlaps(f.frame_box(), b) for b in boxes)]
             return digits + more if more else None
         return found
+
+
+def _assemble(im: InkMap, opts) -> None:
+    """A fine pen's faint line breaks, at the ink threshold, into pieces each too low to be a
+    digit (a 3 into its arcs).  Pieces that share columns or rows and lie within a few pixels
+    of each other are bridged (a closing of their masks alone, so nothing else joins) into one
+    blob added to the level's pool, where it is judged as any blob.  Horizontal dashes (a
+    ruling's pieces) are left out."""
+    thr = opts.min_contrast
+    H = im.ink.shape[0]
+    least = opts.min_height * H
+    pool = im.blobs(thr)
+    frags = [b for b in pool if b.h < least and max(b.w, b.h) >= ASSEMBLE_PIECE * least
+             and b.w <= ASSEMBLE_DASH * b.h]
+    if len(frags) < 2:
+        return
+    g = max(2, int(round(ASSEMBLE_GAP * least)))
+    group = list(range(len(frags)))      # union-find over the pieces
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            group[i] = group[group[i]]
+            i = group[i]
+        return i
+
+    for i, a in enumerate(frags):
+        for j in range(i + 1, len(frags)):
+            b = frags[j]
+            ox = min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
+            oy = min(a.y + a.h, b.y + b.h) - max(a.y, b.y)
+            if ox >= -g and oy >= -g and (ox >= 0.3 * min(a.w, b.w) or oy >= 0.3 * min(a.h, b.h)):
+                group[root(i)] = root(j)
+    groups: dict[int, list[Blob]] = {}
+    for i, b in enumerate(frags):
+        groups.setdefault(root(i), []).append(b)
+    for parts in groups.values():
+        if len(parts) < 2:
+            continue
+        x0, y0 = min(b.x for b in parts), min(b.y for b in parts)
+        x1, y1 = max(b.x + b.w for b in parts), max(b.y + b.h for b in parts)
+        if not least <= y1 - y0 <= opts.max_height * H:
+            continue
+        m = 2 * g + 2   # margin: the closing's erosion must not meet the canvas's edge
+        canvas = np.zeros((y1 - y0 + 2 * m, x1 - x0 + 2 * m), np.uint8)
+        for b in parts:
+            sub = canvas[b.y - y0 + m:b.y - y0 + m + b.h, b.x - x0 + m:b.x - x0 + m + b.w]
+            cv2.bitwise_or(sub, b.mask(), dst=sub)
+        closed = cv2.morphologyEx(canvas, cv2.MORPH_CLOSE, np.ones((2 * g + 1, 2 * g + 1), np.uint8))
+        pool.extend(n for n in blobs_of(im, thr, closed, x0 - m, y0 - m) if n.h >= least)
 
 
 def _even_paper(im: InkMap, d: Digit) -> bool:

@@ -200,6 +200,35 @@ def test_a_fine_pens_number_beside_a_bold_mark():
     assert found >= 0.8 * total, (found, total)
 
 
+def test_a_pale_digit_in_a_number_is_read():
+    """One digit of a number paler than the rest (ink 20 % below the paper, as in a shadow's
+    soft edge): too pale to start a digit alone, it is one beside the others in its line.
+    Before, prepare_all gave the other three."""
+    frame = np.full((480, 640), 200, np.uint8)
+    boxes = [_put_digit(frame, t, (80 + 120 * j, 300), 4, 160 if j == 2 else 40, 8) for j, t in enumerate("5827")]
+    frame = cv2.GaussianBlur(frame, (5, 5), 1.2)
+    found = prepare_all(frame)
+    assert len(found) == 4 and _close(found[2].region, boxes[2]), [p.region for p in found]
+    # A pale blob alone on the page is still nothing.
+    alone = np.full((480, 640), 200, np.uint8)
+    _put_digit(alone, "2", (320, 300), 4, 160, 8)
+    assert prepare_all(cv2.GaussianBlur(alone, (5, 5), 1.2)) == []
+
+
+def test_a_fine_pens_broken_line_is_one_digit():
+    """A faint ballpoint line breaks, at the ink threshold, into pieces each too low to be a
+    digit: a 3 of six arcs with gaps between them.  The closer look bridges the pieces into the
+    digit (before: no digit)."""
+    m = np.zeros((480, 640), np.uint8)
+    for ey, a0, a1 in ((-15, 190, 265), (-15, 290, 340), (-15, 365, 440), (15, 280, 335), (15, 360, 420), (15, 445, 530)):
+        cv2.ellipse(m, (320, 240 + ey), (15, 15), 0, a0, a1, 255, 2, cv2.LINE_AA)
+    noise = np.random.default_rng(0).normal(0, 2, m.shape)
+    frame = np.clip(200 - (m / 255.0) * 50 + noise, 0, 255).astype(np.uint8)
+    p = prepare(frame)
+    assert p.image is not None and p.path == "fine" and _close(p.region, (304, 209, 34, 63), tol=4), p.region
+    assert [q.region for q in prepare_all(frame)] == [p.region]
+
+
 def test_blank_scenes_are_no_digit():
     from device.scenes import SceneOptions, scene
 
