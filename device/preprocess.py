@@ -133,7 +133,8 @@ def _fit(ink: np.ndarray, mask: np.ndarray, bbox, opts: PreprocessOptions, level
     digit = cv2.convertScaleAbs(digit, None, 255.0 / max(ref, 1.0))   # (positional: keywords cost)
     # The centre of mass: [[m00, m10], [m01, m11]] as two products with the rows [1, i], which
     # cost less than cv2.moments' 24 moments and their dict.  Every sum is an integer below
-    # 2**24 (at most 255 x 20 x 190), so float32 holds it exactly, as cv2.moments does.
+    # 2**24 (the digit is at most 28 px a side: at most 255 x 28 x 378), so float32 holds it
+    # exactly, as cv2.moments does.
     (m00, m10), (m01, _) = np.dot(np.dot(_ramp(nh), digit), _ramp(nw).T).tolist()
     if m00 > 0:
         cx, cy = m10 / m00, m01 / m00
