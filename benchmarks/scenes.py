@@ -14,14 +14,17 @@ camera's lores size, 320x240):
    failures by kind (a hairline pen; an open 4 read as a 1) and built each fix on generated
    data instead (fine pens drawn from the design writers' and MNIST glyphs, item 8; drawn open
    4s in the tests), so the held-out figure is no longer blind: item 8's held-out writers'
-   fine-pen clips are the check.  Headline: two thresholds chosen from a small grid on the
+   fine-pen clips are the check.  Round 4 did the same: it looked at the hairline writer's
+   sheet (its pale rows break into pieces) and at the design writers' number failures, and
+   built each fix on drawn frames in the tests and on the design writers' and MNIST fine-pen
+   and scene clips, the blank scenes guarding.  Headline: two thresholds chosen from a small grid on the
    design writers + MNIST scenes, then the held-out writers scored with them.  Also 5 folds of
    2 writers (thresholds chosen on the other 8 + MNIST scenes), pooled: these folds score
    design writers too.
 3. The existing camera-like MNIST clip (``device.synth``, as ``benchmarks/device_loop.py``)
    and the 100 dev photos one by one.
 4. A 3-3-3-1 sheet (rows 012/345/678/9) of each writer's photos.
-5. Before: round 2's preprocessing (``ROUND2``, read from git) on the same frames.
+5. Before: the previous round's preprocessing (``BEFORE``, read from git) on the same frames.
 6. Cost, interleaved in one process so the ratios share the machine's load: per-frame total
    (preprocess + inference + postprocess) of the preprocessing before issue 13 (``BASELINE``,
    read from git) against today's, frame by frame, per clip kind (the camera-like clip is the
@@ -68,7 +71,8 @@ from device.step import postprocess
 from device.synth import make_clip
 from device.system import machine_info
 BASELINE = "5ae04b5"   # main before issue 13: the preprocessing whose cost is the reference
-ROUND2 = "2e74933"     # main after round 2 of issue 13: the "before" of round 3's accuracy
+BEFORE = "4482ffe"     # main after round 3 of issue 13: the "before" of round 4's accuracy
+BEFORE_NAME = "round 3"
 TARGETS = {"scene_photos_accuracy": 0.98, "blank_no_digit": 0.97, "mnist_clip_accuracy": 0.99,
            "photos_accuracy": 0.99, "numbers_exact": 0.95, "numbers_per_digit": 0.99,
            "total_p50_vs_baseline": 1.1, "total_p50_vs_inference_stretch": 2.0,
@@ -441,7 +445,7 @@ def main(argv=None) -> int:
     cache: dict = {}
     default = PreprocessOptions()
     result = {
-        "model": model.describe(), "baseline": BASELINE, "round2": ROUND2, "clip_seconds": round(clip_s, 1),
+        "model": model.describe(), "baseline": BASELINE, "before_commit": BEFORE, "before_name": BEFORE_NAME, "clip_seconds": round(clip_s, 1),
         "decode": "gray/2 (320x240)", "design_writers": design, "held_out_writers": held_out,
         "held_out": leave_writers_out(model, clips, mnist_clips, writers, [held_out], cache),
         "leave_writers_out": leave_writers_out(model, clips, mnist_clips, writers,
@@ -473,7 +477,7 @@ def main(argv=None) -> int:
     now = accuracy()
     result.update({k: now[k] for k in ("blank_scenes", "mnist_render_clip", "photos", "sheets", "fine_pens")})
     result["held_out_default_options"] = {m: now[m] for m in ("digit", "number")}
-    result["before_round2"] = accuracy(load_from_git(ROUND2, ("blobs", "levels", "preprocess")))
+    result["before"] = accuracy(load_from_git(BEFORE, ("blobs", "levels", "preprocess")))
     repeats = 2 if args.quick else 5
     scenes = [f for w in writers for f in clips[(w, "digit")][0][:30]]
     result["cost_single"] = single_cost(model, {"camera-like clip": render_frames,
@@ -534,7 +538,7 @@ def write(path: Path, details: dict, quick: bool, machine: dict) -> None:
 
 def report(r: dict, created: str, quick: bool, machine: dict) -> str:
     """The readable summary beside the JSON."""
-    held, lwo, b1 = r["held_out"], r["leave_writers_out"], r["before_round2"]
+    held, lwo, b1, bname = r["held_out"], r["leave_writers_out"], r["before"], r["before_name"]
     cs, ce = r["cost_single"], r["cost_eight_digits"]
     typ = cs[TYPICAL]
     ok = {True: "met", False: "**not met**"}
@@ -550,10 +554,10 @@ def report(r: dict, created: str, quick: bool, machine: dict) -> str:
              f"one thread; frames decoded as `device run` does, {r['decode']}.", "",
              f"Held-out writers (not looked at while designing rounds 1-2): {', '.join(r['held_out_writers'])}; "
              f"thresholds {held['folds'][0]['chosen']} chosen on the design writers ({', '.join(r['design_writers'])}) "
-             "+ MNIST scenes (round 3 looked at their failures by kind: see the benchmark's docstring).  Before: round 2's "
-             "preprocessing (" + r["round2"] + ") on the same frames, default "
+             "+ MNIST scenes (rounds 3-4 looked at their failures by kind: see the benchmark's docstring).  Before: "
+             f"{bname}'s preprocessing ({r['before_commit']}) on the same frames, default "
              "options.", "",
-             "| target | before (round 2) | now | |", "|---|---|---|---|",
+             f"| target | before ({bname}) | now | |", "|---|---|---|---|",
              f"| held-out writers' scene clips, single digit, per frame >= 98 % | {frac(b1['digit'])} | "
              f"{frac(held['digit'])} | {ok[p['scene_photos_accuracy']]} |",
              f"| blank scene frames 'no digit' >= 97 % | {frac(b1['blank_scenes'], 'blank_no_digit', 'blank_ok', 'blank_frames')} | "
@@ -584,7 +588,7 @@ def report(r: dict, created: str, quick: bool, machine: dict) -> str:
     for f in lwo["folds"]:
         lines.append(f"| {', '.join(f['held_out'])} | {f['chosen']} | {f['digit']['accuracy']:.1%} | "
                      f"{f['digit']['blank_no_digit']:.1%} | {f['number']['accuracy']:.1%} | {f['number']['per_digit']:.1%} |")
-    lines += ["", "Fine pens (glyphs redrawn with a ballpoint, same scenes; before = round 2's preprocessing):", "",
+    lines += ["", f"Fine pens (glyphs redrawn with a ballpoint, same scenes; before = {bname}'s preprocessing):", "",
               "| glyphs | single digit before / now | numbers exact before / now | per digit before / now |",
               "|---|---|---|---|"]
     for name, v in r["fine_pens"].items():

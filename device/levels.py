@@ -325,8 +325,8 @@ def _assemble(im: InkMap, opts) -> None:
     H = im.ink.shape[0]
     least = opts.min_height * H
     pool = im.blobs(thr)
-    frags = [b for b in pool if b.h < least and max(b.w, b.h) >= ASSEMBLE_PIECE * least
-             and b.w <= ASSEMBLE_DASH * b.h]
+    frags = sorted((b for b in pool if b.h < least and max(b.w, b.h) >= ASSEMBLE_PIECE * least
+                    and b.w <= ASSEMBLE_DASH * b.h), key=lambda b: b.x)
     if len(frags) < 2:
         return
     g = max(2, int(round(ASSEMBLE_GAP * least)))
@@ -341,6 +341,8 @@ def _assemble(im: InkMap, opts) -> None:
     for i, a in enumerate(frags):
         for j in range(i + 1, len(frags)):
             b = frags[j]
+            if b.x > a.x + a.w + g:
+                break   # sorted by x: every later piece is further right
             ox = min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
             oy = min(a.y + a.h, b.y + b.h) - max(a.y, b.y)
             if ox >= -g and oy >= -g and (ox >= 0.3 * min(a.w, b.w) or oy >= 0.3 * min(a.h, b.h)):
