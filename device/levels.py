@@ -368,7 +368,17 @@ def _assemble(im: InkMap, opts) -> None:
 
 def _even_paper(im: InkMap, d: Digit) -> bool:
     """Is the paper level under the digit's box even (no step of a shadow or an edge)?"""
-    lo, hi = np.percentile(im.paper[d.y0:d.y1, d.x0:d.x1], (5, 95))
+    paper = im.paper[d.y0:d.y1, d.x0:d.x1]
+    # Its 5th and 95th percentiles (np.percentile's: each between two neighbouring order
+    # statistics) lie between the order statistics one rank further out, read from a histogram
+    # at a fraction of np.percentile's cost: they decide the test unless it is close.
+    n = paper.size - 1
+    ranks = [max(0, int(0.05 * n) - 1), min(n, int(0.05 * n) + 2), max(0, int(0.95 * n) - 1), min(n, int(0.95 * n) + 2)]
+    cum = cv2.calcHist([paper], [0], None, [256], [0, 256]).ravel().cumsum()
+    lo0, lo1, hi0, hi1 = np.searchsorted(cum, ranks, side="right").tolist()   # the values at those ranks
+    if lo0 >= FINE_FLAT * hi1 or lo1 < FINE_FLAT * hi0:
+        return lo0 >= FINE_FLAT * hi1
+    lo, hi = np.percentile(paper, (5, 95))
     return lo >= FINE_FLAT * hi
 
 
