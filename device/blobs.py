@@ -180,7 +180,8 @@ def continues(b: Blob) -> str:
                 px, py = int(round(cx + sign * t * length * ux)), int(round(cy + sign * t * length * uy))
                 if 0 <= px < W and 0 <= py < H:
                     n += 1
-                    hits += int(im.ink[max(0, py - 1):py + 2, max(0, px - 1):px + 2].max()) >= 0.4 * b.contrast
+                    # (cv2.minMaxLoc: a third of numpy's max on so few pixels)
+                    hits += cv2.minMaxLoc(im.ink[max(0, py - 1):py + 2, max(0, px - 1):px + 2])[1] >= 0.4 * b.contrast
             if n >= 3 and hits >= n - 1:
                 return "part of a line"
     # The flood follows gentle changes (a shadow's light gradient) but does not climb to the
