@@ -105,6 +105,15 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray, bbox, opts: PreprocessOptions = 
     """Crop the digit (``mask`` covers the bbox), scale its ink to [0, 1], fit it into a
     ``box``x``box`` square keeping the aspect ratio, and centre it by centre of mass in
     ``size``x``size``.  ``level``: the mean ink under ``mask``, when the caller has it."""
+    out = np.zeros((opts.size, opts.size), np.uint8)
+    _fit(ink, mask, bbox, opts, level, out)
+    return cv2.LUT(out, _UNIT)
+
+
+def _fit(ink: np.ndarray, mask: np.ndarray, bbox, opts: PreprocessOptions, level: float | None,
+         out: np.ndarray) -> None:
+    """:func:`to_mnist` as uint8 (0-255) into ``out`` (``size``x``size``, zeros): the digits of a
+    number go into one array and to [0, 1] in one lookup."""
     x, y, w, h = bbox
     crop = ink[y:y + h, x:x + w]
     # Stroke level = mean ink on the thresholded strokes; it maps to white (MNIST strokes are
@@ -121,18 +130,26 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray, bbox, opts: PreprocessOptions = 
     # saturates at 255, which is the clip to [0, 1].
     peak = cv2.minMaxLoc(digit)[1]
     ref = min(level, 0.9 * peak) if level > 1.0 else peak
-    digit = cv2.convertScaleAbs(digit, alpha=255.0 / max(ref, 1.0))
-    m = cv2.moments(digit)
-    if m["m00"] > 0:
-        cx, cy = m["m10"] / m["m00"], m["m01"] / m["m00"]
+    digit = cv2.convertScaleAbs(digit, None, 255.0 / max(ref, 1.0))   # (positional: keywords cost)
+    # The centre of mass: [[m00, m10], [m01, m11]] as two products with the rows [1, i], which
+    # cost less than cv2.moments' 24 moments and their dict.  Every sum is an integer below
+    # 2**24 (the digit is at most 28 px a side: at most 255 x 28 x 378), so float32 holds it
+    # exactly, as cv2.moments does.
+    (m00, m10), (m01, _) = np.dot(np.dot(_ramp(nh), digit), _ramp(nw).T).tolist()
+    if m00 > 0:
+        cx, cy = m10 / m00, m01 / m00
     else:
         cx, cy = (nw - 1) / 2, (nh - 1) / 2
     # Shift so the centre of mass lands on the centre of the 28x28 frame (MNIST's rule).
     ox = min(max(int(round((opts.size - 1) / 2 - cx)), 0), opts.size - nw)
     oy = min(max(int(round((opts.size - 1) / 2 - cy)), 0), opts.size - nh)
-    out = np.zeros((opts.size, opts.size), np.uint8)
     out[oy:oy + nh, ox:ox + nw] = digit
-    return cv2.LUT(out, _UNIT)
+
+
+@functools.lru_cache(maxsize=64)
+def _ramp(n: int) -> np.ndarray:
+    """The rows [1, 1, ...] and [0, 1, ..., n - 1] (float32): the moments of order 0 and 1."""
+    return np.array([np.ones(n), np.arange(n)], np.float32)
 
 
 @functools.lru_cache(maxsize=256)
@@ -174,8 +191,9 @@ def resample(img: np.ndarray, width: int, height: int) -> np.ndarray:
         # working copy of <= 256 px).  Then the IEEE quotient of the rounded-up sum truncates
         # to the integer floor: it lands on k exactly when the sum is k den, and stays below
         # k + 1 otherwise (the gap, >= 1/den, is wider than half an ulp below 256; every den
-        # checked).  numpy's floor division costs several times a whole product here.
-        acc = np.dot(np.dot(wy, img.astype(np.float32)), wx.T)
+        # checked).  numpy's floor division costs several times a whole product here.  (The
+        # uint8 image goes in as it is: numpy converts it to float32 for the product itself.)
+        acc = np.dot(np.dot(wy, img), wx.T)
         acc += den // 2
         acc /= den
         return acc.astype(np.uint8)
@@ -211,13 +229,19 @@ def _checked(frame) -> tuple[np.ndarray | None, str]:
     return frame, ""
 
 
-def _prepared(d: Digit, opts: PreprocessOptions, line: int = 0, path: str = "") -> Prepared:
+def _prepared(d: Digit, opts: PreprocessOptions, line: int = 0, path: str = "",
+              out: np.ndarray | None = None) -> Prepared:
+    """The digit's :class:`Prepared`; with ``out`` (uint8 zeros), its input is written there
+    as uint8 (see :func:`_fit`) and ``image`` is left for the caller to set."""
     box = (d.x0, d.y0, d.x1 - d.x0, d.y1 - d.y0)
     s = d.im.scale
     region = (int(d.x0 / s), int(d.y0 / s), int(round(box[2] / s)), int(round(box[3] / s)))
     # A digit of one blob: its mean ink under its mask is the blob's contrast, measured already.
     level = d.seed.contrast if len(d.parts) == 1 and d.seed.contrast >= 0 else None
-    return Prepared(to_mnist(d.im.ink, d.mask(), box, opts, level), region, line=line, path=path)
+    if out is None:
+        return Prepared(to_mnist(d.im.ink, d.mask(), box, opts, level), region, line=line, path=path)
+    _fit(d.im.ink, d.mask(), box, opts, level, out)
+    return Prepared(None, region, line=line, path=path)
 
 
 def prepare(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> Prepared:
@@ -254,4 +278,14 @@ def prepare_all(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> list[Pr
         fine = fine_digits(pyr, digits, opts)
         if fine and len(fine) >= len(digits):
             digits, path = fine, "fine"
-        return [_prepared(d, opts, i, path) for i, line in enumerate(reading_order(digits)) for d in line]
+        order = [(i, d) for i, line in enumerate(reading_order(digits)) for d in line]
+        if not order:
+            return []
+        # Every digit's input as uint8 in one array, then to [0, 1] in one lookup (a lookup
+        # per digit costs more in calls than in work); each image a view of it.
+        u8 = np.zeros((len(order), opts.size, opts.size), np.uint8)
+        found = [_prepared(d, opts, i, path, out) for (i, d), out in zip(order, u8)]
+        unit = cv2.LUT(u8.reshape(-1, opts.size), _UNIT).reshape(u8.shape)
+        for p, image in zip(found, unit):
+            p.image = image
+        return found
