@@ -348,8 +348,9 @@ def digits_at(im, opts, every: bool, thick: bool = False,
             seeds.append(s)
         seeds.sort(key=lambda s: -s.h)
         dark_refused |= b.why in ("solid", "part of a shadow") and b.contrast >= opts.thick_contrast
-    if pale and len(seeds) >= 2 and seed_contrast > 1.0 \
-            and sorted(s.stroke for s in seeds)[len(seeds) // 2] >= PALE_STROKE:
+    # (At seed_contrast 1, the closer look's, nothing is pale: a blob's mean ink is at least
+    # the threshold it was cut at.)
+    if pale and len(seeds) >= 2 and sorted(s.stroke for s in seeds)[len(seeds) // 2] >= PALE_STROKE:
         seeds += [p for p in pale if any(_in_line(p, s) for s in seeds)]
         seeds.sort(key=lambda s: -s.h)
     taken: set[int] = set()

@@ -207,7 +207,7 @@ def quick_digit(pyr: Pyramid, opts) -> Digit | None:
     return None if cv2.countNonZero(steep) else d   # (not hasNonZero: OpenCV >= 4.7; 32-bit Pi OS has 4.6)
 
 
-def find_digits(pyr: Pyramid, opts, every: bool = True, thick: bool = True) -> list[Digit]:
+def find_digits(pyr: Pyramid, opts, every: bool = True) -> list[Digit]:
     """The digits in view (``every``), or the tallest one, unordered: the full analysis.
 
     A closing fills every dark feature narrower than its kernel, the finger of a hand's shadow
@@ -218,11 +218,11 @@ def find_digits(pyr: Pyramid, opts, every: bool = True, thick: bool = True) -> l
     or found thick strokes, and keeps only thick dark ones (a marker's; a shadow's finger is
     pale).  A digit seen at both is kept at level 0 unless level 0 saw only fragments of it:
     pieces not covering level 1's box, or paler than level 1 saw (the edges of a stroke too
-    wide for level 0's kernel).  ``thick``: False looks at level 0 only."""
+    wide for level 0's kernel)."""
     k0 = pyr.k[0]
     fine, dark_refused = digits_at(pyr.level(0), opts, every)
     look = fine if every else fine[:1]
-    if not thick or fine and not dark_refused and not any(_maybe_thick(d, k0) for d in look):
+    if fine and not dark_refused and not any(_maybe_thick(d, k0) for d in look):
         return fine
     for c in digits_at(pyr.level(1), opts, every, thick=True)[0]:
         box = c.frame_box()
@@ -257,9 +257,8 @@ def find_digits(pyr: Pyramid, opts, every: bool = True, thick: bool = True) -> l
 # paper under it is even (its 5th percentile at least FINE_FLAT x its 95th): the pale thin
 # lines a shadow's or the paper's edge leave in the ink map lie on a step of the paper level.
 # Where the line breaks into pieces too low to be digits, the pieces are bridged (_assemble).
-# Chosen on the design writers' and
-# MNIST scenes with fine pens drawn from their glyphs (device.glyphs.with_pen) and on the blank
-# scenes, measured in benchmarks/scenes.py.
+# Chosen on the design writers' and MNIST scenes with fine pens drawn from their glyphs
+# (device.glyphs.with_pen) and on the blank scenes, measured in benchmarks/scenes.py.
 FINE_THIN = 1.3
 FINE_EVIDENCE = 0.3
 FINE_EVIDENCE_STROKE = 2.0
@@ -394,10 +393,8 @@ def _fine_pen(pyr: Pyramid, digits: list[Digit], opts) -> str | None:
     least = (FINE_BESIDE if digits else FINE_EVIDENCE) * opts.min_height * im.ink.shape[0]
     taken = {id(b) for d in digits for b in d.parts}
     boxes = [d.frame_box() for d in digits]
-    s = im.scale
     for b in im.blobs(opts.min_contrast):
-        if max(b.w, b.h) < least or id(b) in taken \
-                or any(_overlaps((b.x / s, b.y / s, (b.x + b.w) / s, (b.y + b.h) / s), x) for x in boxes):
+        if max(b.w, b.h) < least or id(b) in taken or any(_overlaps(b.frame_box(), x) for x in boxes):
             continue
         b.measure()
         if b.stroke < FINE_EVIDENCE_STROKE:
