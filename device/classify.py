@@ -85,6 +85,10 @@ def classify_files(step: Step, specs: list[str], labels_csv: str | None, as_json
     elif labels is not None:
         acc = f"{correct / scored:.1%}" if scored else "n/a"
         print(f"accuracy {acc} ({correct}/{scored} labelled images)", file=out)
+    if failed and failed == len(files):
+        print(f"device: error: none of the {failed} image(s) could be read (see their lines); "
+              "pass PNG, JPEG, BMP, PGM/PPM, TIFF or WebP images", file=err)
+        return 2
     if failed:
         print(f"device: {failed} image(s) could not be read (see their lines)", file=err)
     if labels is not None and scored == 0:

@@ -62,6 +62,14 @@ def check_output(path: str | os.PathLike, flag: str = "output") -> Path:
         raise UsageError(f"{flag} {path}: folder {folder} does not exist; create it first")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise UsageError(f"{flag} {path}: folder {folder} is not writable; choose another path")
+    # os.access says yes to root for any folder, even where no file can be made (/proc, a
+    # read-only mount): make and remove the kind of temporary file the write will make.
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".probe", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot write in {folder} ({exc.strerror}); choose another path") from None
     return dest
 
 

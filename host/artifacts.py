@@ -70,6 +70,13 @@ def check_out_dir(out, verb: str | None = None, force: bool = False) -> Path:
         raise UsageError(f"--out {out} {where} a file, not a folder; choose another --out")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"--out {out}: {probe} is not writable; choose another folder with --out")
+    # os.access says yes to root for any folder, even where nothing can be made (/proc, a
+    # read-only mount): make and remove a folder there, so the long job does not fail at its end.
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".probe-", dir=probe))
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot create anything in {probe} ({exc.strerror}); "
+                         "choose another folder with --out") from None
     if verb and not force and out.is_dir():
         rec = _record(out)
         if _entries(out) and (rec is None or rec["verb"] != verb):
@@ -116,8 +123,12 @@ class Staging:
         self.order: list[str] = []
 
     def __enter__(self):
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.dir = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.out))
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.dir = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.out))
+        except OSError as exc:
+            raise UsageError(f"--out {self.out}: cannot create it ({exc.strerror}); "
+                             "choose another folder with --out") from None
         return self
 
     def path(self, name: str) -> Path:

@@ -101,11 +101,16 @@ def test_output_paths_checked_before_the_run(tmp_path, clip, previous):
     ]
     if os.geteuid() == 0:
         cases.append((["--output", "/dev/full"], "is a character device"))
+    # A folder where no file can be made, though os.access says yes to root (/proc; also a
+    # read-only mount): refused before the run, not with a traceback at its end.
+    cases += [(["--output", "/proc/r.json"], "--output /proc/r.json: "),
+              (["--output", previous, "--frames-out", "/proc/f.jsonl"], "--frames-out /proc/f.jsonl: ")]
     for flags, needle in cases:
         one_line(device("run", "--source", clip, *flags, timeout=30), 2, needle)
     assert os.path.exists("/dev/full") and not os.path.isfile("/dev/full")
     assert previous.read_bytes() == PREVIOUS
     one_line(device("bench", "--runs", 5, "--json", tmp_path / "adir"), 2, "is a directory")
+    one_line(device("bench", "--runs", 5, "--json", "/proc/b.json"), 2, "--json /proc/b.json: ")
 
 
 def test_output_through_a_symlink_writes_the_target(tmp_path, clip):
@@ -116,6 +121,16 @@ def test_output_through_a_symlink_writes_the_target(tmp_path, clip):
     r = device("run", "--source", clip, "--quiet", "--output", link)
     assert r.returncode == 0, r.stderr
     assert link.is_symlink() and json.loads(target.read_text())["frames"] > 0
+
+
+def test_classify_with_no_readable_image_fails(tmp_path, photos_dir):
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    r = device("classify", junk, tmp_path / "junk.png", timeout=60)
+    assert r.returncode == 2 and "none of the 1 image(s) could be read" in r.stderr, r.stderr
+    assert "skipped: not a readable image" in r.stdout and "Traceback" not in r.stderr
+    r = device("classify", junk, photos_dir / "Mogith-P-N-bf35649-3.png", timeout=60)
+    assert r.returncode == 0 and "1 image(s) could not be read" in r.stderr, r.stderr
 
 
 def test_unopenable_source_and_empty_run_leave_previous_results(tmp_path, previous):

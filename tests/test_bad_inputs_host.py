@@ -80,6 +80,9 @@ CASES = [
      "does not exist"),
     ("explain-out-not-png", ["explain", "H5", "--mnist-errors", "2", "--out", "x.jpg"], "must be a .png"),
 ]
+# Where nothing can be made even by root (os.access says yes to root): refused before the work.
+CASES += [("out-in-proc", ["train-qat", "--out", "/proc/mnist-edge-out"], "--out /proc/mnist-edge-out: "),
+          ("report-out-in-proc", ["report", "RES", "--out", "/proc/r.html"], "--out /proc/r.html: ")]
 if os.geteuid() != 0:  # root writes anywhere
     CASES += [("report-out-unwritable", ["report", "RES", "--out", "RO/r.html"], "is not writable"),
               ("out-unwritable", ["train-qat", "--out", "RO/sub"], "is not writable")]
