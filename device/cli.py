@@ -230,6 +230,8 @@ def cmd_run(args) -> int:
     # The preview binds and collection folders are checked here, before the camera opens.
     extras = observers.build(args, source, uncertain=args.collect_uncertain, below=args.below)
     with extras, source:  # an unopenable camera or file is a usage error: nothing is written
+        if scorer is not None:
+            scorer.truth.check_source(source)
         recorder.open()
         try:
             result = run_loop(step, source, recorder, Limits(args.frames, args.duration), extras.observers)

@@ -44,6 +44,19 @@ class Truth:
 
             self.by_name = read_labels(path, number=number)
 
+    def check_source(self, source) -> None:
+        """Labels by frame index belong to one clip: refuse a camera, and a replay with another
+        number of frames (the labels of another clip would score every frame wrongly)."""
+        if self.by_index is None:
+            return
+        if source.live:
+            raise UsageError(f"--labels {self.path} labels the frames of a clip by their index; a camera "
+                             "has no such frames: use it with --source CLIP (or a labels.csv for images)")
+        count = source.frame_count() if hasattr(source, "frame_count") else None
+        if count is not None and count != len(self.by_index):
+            raise UsageError(f"--labels {self.path} has {len(self.by_index)} labels but the source has "
+                             f"{count} frames; pass the .labels.json written with that clip")
+
     def label(self, index: int, name: str):
         if self.by_index is not None:
             return self.by_index[index % len(self.by_index)] if self.by_index else UNLABELLED

@@ -102,6 +102,39 @@ def test_bad_labels_and_scene_flags_are_one_line_errors(tmp_path, capsys):
         assert main(args) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("device: error:"), err
+    # The labels of another clip (a different frame count) would score every frame wrongly.
+    other = tmp_path / "other.avi"
+    assert main(["make-clip", str(other), "--digits", "3", "--hold", "1"]) == 0
+    capsys.readouterr()
+    assert main(["run", "--source", str(clip), "--labels", str(other) + ".labels.json", "--no-output"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has 3 labels but the source has 2 frames" in err[0], err
+
+
+def test_labels_by_index_refuse_a_camera():
+    from device.errors import UsageError
+
+    truth = Truth.__new__(Truth)
+    truth.path, truth.by_index, truth.by_name = "c.avi.labels.json", [1, 2], None
+
+    class Camera:
+        live = True
+
+    class Replay:
+        live = False
+
+        def __init__(self, n):
+            self.n = n
+
+        def frame_count(self):
+            return self.n
+
+    with pytest.raises(UsageError, match="a camera has no such frames"):
+        truth.check_source(Camera())
+    with pytest.raises(UsageError, match="has 2 labels but the source has 5 frames"):
+        truth.check_source(Replay(5))
+    truth.check_source(Replay(2))
+    truth.check_source(Replay(None))   # a video that does not know its length: scored as it comes
 
 
 def test_truth_by_file_name_for_a_folder(tmp_path):

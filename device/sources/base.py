@@ -120,6 +120,10 @@ class Replay(Source):
     def describe(self) -> dict:
         return {**super().describe(), "realtime": self.realtime, "loop": self.loop}
 
+    def frame_count(self) -> int | None:
+        """Frames in one pass, when the source knows it (after ``open``)."""
+        return None
+
 
 def opencv():
     """OpenCV, or a UsageError naming the install command."""

@@ -186,6 +186,9 @@ class ImageFiles(Replay):
                 continue
             yield img, os.path.basename(f), time.perf_counter_ns() - t0
 
+    def frame_count(self) -> int | None:
+        return len(self.files)
+
     def describe(self) -> dict:
         return {**super().describe(), "spec": str(self.spec), "files": len(self.files),
                 "decode": "bgr"}

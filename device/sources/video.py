@@ -84,6 +84,10 @@ class VideoFile(Replay):
                     continue
             yield img, "", time.perf_counter_ns() - t0
 
+    def frame_count(self) -> int | None:
+        n = int(self.cap.get(opencv().CAP_PROP_FRAME_COUNT) or 0) if self.cap is not None else 0
+        return n if n > 0 else None
+
     def describe(self) -> dict:
         decode = "bgr" if self.jpeg_flag is None else (
             "gray" + (f"/{self.decode_factor}" if self.decode_factor > 1 else ""))
