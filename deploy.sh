@@ -99,6 +99,10 @@ done
 # user@host (or an ssh_config alias); never starting with '-', which ssh would take as an option.
 [[ "$TARGET" =~ ^([A-Za-z0-9_][A-Za-z0-9._-]*@)?[A-Za-z0-9][A-Za-z0-9._:%-]*$ ]] \
     || die "bad target $TARGET (expected user@host)" 2
+# host:PORT as scp and URLs write it (one colon: an IPv6 address has several).
+if [[ "$TARGET" =~ ^([^:]*):([0-9]+)$ ]]; then
+    die "bad target $TARGET: give the port with --port ${BASH_REMATCH[2]} (target ${BASH_REMATCH[1]})" 2
+fi
 HOST="${TARGET#*@}"
 # (arithmetic only on values that matched digits-only patterns)
 { [[ "$PORT" =~ ^[0-9]{1,5}$ ]] && (( 10#$PORT >= 1 && 10#$PORT <= 65535 )); } || die "--port must be a number 1-65535" 2

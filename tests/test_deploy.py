@@ -246,6 +246,7 @@ def bad_manifest_model(tmp_path, text):
     (["-oProxyCommand=touch {marker}"], "unknown option"),
     (["pi@host;touch {marker}"], "bad target"),
     (["pi@-oProxyCommand=x"], "bad target"),
+    (["pi@host:2222"], "give the port with --port 2222 (target pi@host)"),
     ([], "give the target as user@host"),
     (["a@b", "c@d"], "one target only"),
     (["--dir", "it's", "pi@127.0.0.1"], "has a quote or backslash"),
