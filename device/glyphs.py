@@ -18,6 +18,7 @@ import numpy as np
 import cv2
 
 from device.errors import UsageError
+from device.sources.images import ImageRefused, read_image
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,10 @@ def photo_glyphs(folder: str | Path, writers: set[str] | None = None) -> list[Gl
         who = writer_of(r["file"])
         if writers is not None and who not in writers:
             continue
-        img = cv2.imread(str(folder / r["file"]), cv2.IMREAD_COLOR)
-        if img is None:
-            raise UsageError(f"cannot read photo {folder / r['file']}")
+        try:
+            img = read_image(folder / r["file"])
+        except ImageRefused as exc:
+            raise UsageError(f"cannot read photo {folder / r['file']}: {exc}") from None
         out.append(glyph_from_photo(img, int(r["label"]), who))
     return out
 

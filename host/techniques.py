@@ -244,11 +244,14 @@ def run_explain(model_path: str, images: list[str], labels_csv: str | None, mnis
     xs, titles, labels = [], [], []
     skipped = []
     if images:
-        import cv2
+        from device.sources.images import ImageRefused, read_image
 
         lab = read_labels(labels_csv) if labels_csv else {}
         for f in expand(images):
-            img = cv2.imread(f, cv2.IMREAD_COLOR)
+            try:
+                img = read_image(f)   # the device's safe reader: no FIFO, no decompression bomb
+            except ImageRefused:
+                img = None
             prep = prepare(img) if img is not None else None
             if prep is None or prep.image is None:
                 skipped.append(Path(f).name)

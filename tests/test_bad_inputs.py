@@ -123,6 +123,28 @@ def test_output_through_a_symlink_writes_the_target(tmp_path, clip):
     assert link.is_symlink() and json.loads(target.read_text())["frames"] > 0
 
 
+def test_a_digit_on_a_transparent_background_is_seen_on_white(tmp_path, photos_dir):
+    # Drawing apps store transparent pixels as (0, 0, 0, 0): without the alpha channel, a black
+    # digit on a transparent background is black on black.
+    import cv2
+    import numpy as np
+
+    gray = cv2.imread(str(photos_dir / "michael-erasmus-d47c21e-7.png"), cv2.IMREAD_GRAYSCALE)
+    ink = (cv2.resize(gray, (200, 180)) < 100).astype(np.uint8) * 255
+    bgra = np.zeros((180, 200, 4), np.uint8)
+    bgra[..., 3] = ink
+    cv2.imwrite(str(tmp_path / "a8.png"), bgra)
+    cv2.imwrite(str(tmp_path / "a16.png"), bgra.astype(np.uint16) * 257)
+    cv2.imwrite(str(tmp_path / "a.webp"), bgra, [cv2.IMWRITE_WEBP_QUALITY, 101])   # lossless, alpha kept
+    opaque = np.dstack([255 - ink] * 3 + [np.full_like(ink, 255)])
+    cv2.imwrite(str(tmp_path / "opaque.png"), opaque)
+    r = device("classify", tmp_path, "--json", timeout=60)
+    assert r.returncode == 0, r.stderr
+    *rows, _ = [json.loads(l) for l in r.stdout.splitlines()]
+    assert {os.path.basename(x["file"]): x["prediction"] for x in rows} == {
+        "a8.png": 7, "a16.png": 7, "a.webp": 7, "opaque.png": 7}
+
+
 def test_classify_with_no_readable_image_fails(tmp_path, photos_dir):
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"\x89PNG\r\n\x1a\n not really")

@@ -152,10 +152,41 @@ def read_image(path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
                                "limit even at 1/8 scale; downscale it first")
         flag = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
                 8: cv2.IMREAD_REDUCED_COLOR_8}[factor]
+    if _may_have_alpha(head):
+        # Transparent pixels usually hold black (0, 0, 0, 0): read without the alpha channel, a
+        # dark digit drawn on a transparent background would be dark on black.  Seen on white,
+        # as a viewer shows it.
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if img is not None and img.ndim == 3 and img.shape[2] in (2, 4):
+            return _over_white(img)
     img = cv2.imread(str(path), flag)
     if img is None:
         raise ImageRefused("not a readable image")
     return img
+
+
+def _may_have_alpha(head: bytes) -> bool:
+    """Can this PNG or WebP file have an alpha channel (from its header)?  (A 32-bit BMP's
+    fourth channel is often unused and zero: BMPs are read as opaque.)"""
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) > 25:
+        idat = head.find(b"IDAT")
+        return head[25] in (4, 6) or b"tRNS" in head[:idat if idat > 0 else len(head)]
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) > 20:
+        return (head[12:16] == b"VP8X" and bool(head[20] & 0x10)) or head[12:16] == b"VP8L"
+    return False
+
+
+def _over_white(img: np.ndarray) -> np.ndarray:
+    """BGRA or gray+alpha (8 or 16 bits) -> BGR uint8 composited over white."""
+    cv2 = opencv()
+    top = float(np.iinfo(img.dtype).max)
+    alpha = img[..., -1:].astype(np.float32) / top
+    colour = img[..., :-1].astype(np.float32)
+    out = colour * alpha + top * (1.0 - alpha)
+    if img.dtype != np.uint8:
+        out *= 255.0 / top
+    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return cv2.cvtColor(out, cv2.COLOR_GRAY2BGR) if out.shape[2] == 1 else out
 
 
 class ImageFiles(Replay):
