@@ -227,7 +227,7 @@ def find_digits(pyr: Pyramid, opts, every: bool = True) -> list[Digit]:
     for c in digits_at(pyr.level(1), opts, every, thick=True)[0]:
         box = c.frame_box()
         inside = [f for f in fine if _overlaps(f.frame_box(), box)]
-        if every and _side_by_side(inside):
+        if every and _side_by_side(inside) and not _ring(c, inside):
             continue   # at half size, neighbouring digits of a number run together
         if inside:
             # Level 0 saw it whole (its pieces cover the box, as dark, with no unfilled stroke
@@ -432,9 +432,30 @@ def _paler_around(c: Digit, inside: list[Digit]) -> bool:
     return cv2.minMaxLoc(gray, extra)[0] - ink > 0.25 * max(paper - ink, 1.0)
 
 
+def _ring(c: Digit, inside: list[Digit]) -> bool:
+    """Does a hole of level 1's digit span the gap between level 0's side-by-side pieces (the two
+    arcs of one bold 0, not two digits run together)?"""
+    s = c.im.scale
+    boxes = sorted(d.frame_box() for d in inside)
+    for hole in c.seed.holes:
+        hx, hy, hw, hh = cv2.boundingRect(hole)
+        if hh < 0.25 * (c.y1 - c.y0):
+            continue
+        x0, x1 = hx / s, (hx + hw) / s
+        if any(x0 <= a[2] and b[0] <= x1 for a, b in zip(boxes, boxes[1:]) if b[0] >= a[2]):
+            return True
+    return False
+
+
 def _side_by_side(digits: list[Digit]) -> bool:
-    """Two of these digits share no column: neighbours on a line, not pieces of one digit."""
+    """Two of these digits share no column: neighbours on a line, not pieces of one digit.  Only
+    digits at least half as tall as the tallest count (the reading order's own floor): a bold
+    2's foot, whose blot at the stroke's end level 0 took for a small digit, is a piece."""
     boxes = sorted(d.frame_box() for d in digits)
+    if not boxes:
+        return False
+    top = max(b[3] - b[1] for b in boxes)
+    boxes = [b for b in boxes if b[3] - b[1] >= 0.5 * top]
     return any(b[0] >= a[2] for a, b in zip(boxes, boxes[1:]))
 
 

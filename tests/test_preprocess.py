@@ -311,6 +311,18 @@ def test_sheet_of_ten_photos_reads_as_its_rows(photos_dir):
     assert len(right) >= 8, read
 
 
+@pytest.mark.parametrize("name,label", [("michael-erasmus-d47c21e-0.png", "0"), ("michael-erasmus-d47c21e-2.png", "2")])
+def test_a_bold_digit_level_0_sees_in_pieces_is_one_digit_of_a_number(photos_dir, name, label):
+    """A marker's 0 is two arcs at level 0 (the ring's hole spans the gap between them), a
+    marker's 2 its body and, beside it, the blot where the foot's stroke ends: neither is two
+    digits side by side, so level 1's whole digit is read, as in the digit mode."""
+    from device.runtime import Model
+
+    frame = cv2.imread(str(photos_dir / name))
+    text, found = _read(Model(), frame)
+    assert text == label and len(found) == 1, (text, [p.region for p in found])
+
+
 def _block_sums(a: np.ndarray, n_out: int, axis: int) -> np.ndarray:
     """Exact area sums along ``axis``: each pixel repeated ``n_out`` times, then ``n_out``
     equal runs of the repeated row summed (in units of 1/n_out of a pixel)."""
