@@ -261,6 +261,13 @@ def test_reading_order_lines_tilt_and_strays():
     lines = reading_order(shuffled)
     assert lines == [line1, line2]
     assert reading_order([]) == []
+    # A tick on a line of its own, over half a digit's height (above the floor of half the
+    # median) but well under it, is a mark; a whole digit alone on its line is a digit.
+    tick = _Box(300, 250, 320, 272)
+    lone = _Box(30, 300, 60, 340)
+    assert reading_order([*line2, tick, *line1]) == [line1, line2]
+    assert reading_order([tick, *line1, lone]) == [line1, [lone]]
+    assert reading_order([tick]) == [[tick]]
 
 
 def _read(model, frame):
