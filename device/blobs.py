@@ -320,8 +320,13 @@ def _in_line(p: Blob, s: Blob) -> bool:
     return shared >= 0.5 * min(p.h, s.h) and gap <= max(p.h, s.h) and p.h >= 0.5 * s.h
 
 
+# A digit's seed blob: its mean ink at least this many times opts.min_contrast (a faint blob
+# joins a digit as a piece, but does not start one).
+SEED_CONTRAST = 1.5
+
+
 def digits_at(im, opts, every: bool, thick: bool = False,
-              seed_contrast: float = 1.5) -> tuple[list[Digit], bool]:
+              seed_contrast: float = SEED_CONTRAST) -> tuple[list[Digit], bool]:
     """(the digits of one level, whether a dark blob was turned down as solid or as a shadow).
     ``every``: all digits; else stop at the tallest.  ``thick``: only digits of thick dark
     strokes (what level 1 is for).  ``seed_contrast``: a digit's seed blob's mean ink must be at

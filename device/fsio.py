@@ -62,15 +62,23 @@ def check_output(path: str | os.PathLike, flag: str = "output") -> Path:
         raise UsageError(f"{flag} {path}: folder {folder} does not exist; create it first")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise UsageError(f"{flag} {path}: folder {folder} is not writable; choose another path")
-    # os.access says yes to root for any folder, even where no file can be made (/proc, a
-    # read-only mount): make and remove the kind of temporary file the write will make.
+    why = cannot_write_in(folder)
+    if why:
+        raise UsageError(f"{flag} {path}: cannot write in {folder} ({why}); choose another path")
+    return dest
+
+
+def cannot_write_in(folder: str | os.PathLike) -> str | None:
+    """Why no file can be made in ``folder`` (an existing folder), or None.  os.access says yes
+    to root for any folder, even where nothing can be made (/proc, a read-only mount): this
+    makes and removes a temporary file there, as the atomic writes do."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".probe", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=".probe-", dir=folder)
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
-        raise UsageError(f"{flag} {path}: cannot write in {folder} ({exc.strerror}); choose another path") from None
-    return dest
+        return exc.strerror or str(exc)
+    return None
 
 
 def unique_path(folder: str | os.PathLike, stem: str, suffix: str) -> Path:

@@ -27,7 +27,7 @@ import numpy as np
 
 import cv2
 
-from device.blobs import Blob, Digit, blobs_of, digits_at, extent, grow
+from device.blobs import SEED_CONTRAST, Blob, Digit, blobs_of, digits_at, extent, grow
 
 _K3 = np.ones((3, 3), np.uint8)
 
@@ -194,7 +194,7 @@ def quick_digit(pyr: Pyramid, opts) -> Digit | None:
     if seed.h < QUICK_MIN_HEIGHT * H or extent(seed, W, H, opts):
         return None
     seed.measure()
-    if seed.stroke > 0.3 * seed.h or seed.contrast < 1.5 * opts.min_contrast:
+    if seed.stroke > 0.3 * seed.h or seed.contrast < SEED_CONTRAST * opts.min_contrast:
         return None
     taken: set[int] = set()
     d = grow(seed, im.blobs(opts.min_contrast), taken, opts, alone=True)
@@ -227,7 +227,7 @@ def find_digits(pyr: Pyramid, opts, every: bool = True) -> list[Digit]:
     for c in digits_at(pyr.level(1), opts, every, thick=True)[0]:
         box = c.frame_box()
         inside = [f for f in fine if _overlaps(f.frame_box(), box)]
-        if every and _side_by_side(inside) and not _ring(c, inside):
+        if every and _neighbours(c, inside):
             continue   # at half size, neighbouring digits of a number run together
         if inside:
             # Level 0 saw it whole (its pieces cover the box, as dark, with no unfilled stroke
@@ -253,9 +253,10 @@ def find_digits(pyr: Pyramid, opts, every: bool = True) -> list[Digit]:
 # wide there (a shadow's finger is wider) on paper at least FINE_PAPER x as bright as the lit
 # paper (a dark desk's grain is ink by ratio too), and is skipped when the copy's ink map is
 # noise (its 90th percentile above FINE_NOISE: dim light).  A fine pen's line is faint even
-# there: a digit whose seed is paler than level 0's bar (1.5 x min_contrast) is kept when the
-# paper under it is even (its 5th percentile at least FINE_FLAT x its 95th): the pale thin
-# lines a shadow's or the paper's edge leave in the ink map lie on a step of the paper level.
+# there: a digit whose seed is paler than level 0's bar (SEED_CONTRAST x min_contrast) is kept
+# when the paper under it is even (its 5th percentile at least FINE_FLAT x its 95th): the pale
+# thin lines a shadow's or the paper's edge leave in the ink map lie on a step of the paper
+# level.
 # Where the line breaks into pieces too low to be digits, the pieces are bridged (_assemble).
 # Chosen on the design writers' and MNIST scenes with fine pens drawn from their glyphs
 # (device.glyphs.with_pen) and on the blank scenes, measured in benchmarks/scenes.py.
@@ -299,7 +300,7 @@ def fine_digits(pyr: Pyramid, digits: list[Digit], opts, every: bool = True) -> 
             return []
         _assemble(im, opts)
         found = [d for d in digits_at(im, opts, every, seed_contrast=1.0)[0] if d.seed.stroke <= FINE_STROKE
-                 and (d.seed.contrast >= 1.5 * opts.min_contrast or _even_paper(im, d))]
+                 and (d.seed.contrast >= SEED_CONTRAST * opts.min_contrast or _even_paper(im, d))]
         if not found:
             return []
         # The lit paper: the paper level's 90th percentile, from every other row and column
@@ -432,31 +433,25 @@ def _paler_around(c: Digit, inside: list[Digit]) -> bool:
     return cv2.minMaxLoc(gray, extra)[0] - ink > 0.25 * max(paper - ink, 1.0)
 
 
-def _ring(c: Digit, inside: list[Digit]) -> bool:
-    """Does a hole of level 1's digit span the gap between level 0's side-by-side pieces (the two
-    arcs of one bold 0, not two digits run together)?"""
-    s = c.im.scale
-    boxes = sorted(d.frame_box() for d in inside)
-    for hole in c.seed.holes:
-        hx, hy, hw, hh = cv2.boundingRect(hole)
-        if hh < 0.25 * (c.y1 - c.y0):
-            continue
-        x0, x1 = hx / s, (hx + hw) / s
-        if any(x0 <= a[2] and b[0] <= x1 for a, b in zip(boxes, boxes[1:]) if b[0] >= a[2]):
-            return True
-    return False
-
-
-def _side_by_side(digits: list[Digit]) -> bool:
-    """Two of these digits share no column: neighbours on a line, not pieces of one digit.  Only
-    digits at least half as tall as the tallest count (the reading order's own floor): a bold
-    2's foot, whose blot at the stroke's end level 0 took for a small digit, is a piece."""
-    boxes = sorted(d.frame_box() for d in digits)
-    if not boxes:
+def _neighbours(c: Digit, inside: list[Digit]) -> bool:
+    """Are level 0's digits inside level 1's digit ``c`` neighbours on a line (level 1 ran them
+    together at half size), not pieces of one digit?  Neighbours leave a gap of columns between
+    them that no hole of ``c`` spans: the two arcs of one bold 0 are pieces, its hole spans the
+    gap.  Only digits at least half as tall as the tallest count (the reading order's own
+    floor): a bold 2's foot, whose blot at the stroke's end level 0 took for a small digit, is a
+    piece."""
+    if not inside:
         return False
+    boxes = sorted(d.frame_box() for d in inside)
     top = max(b[3] - b[1] for b in boxes)
     boxes = [b for b in boxes if b[3] - b[1] >= 0.5 * top]
-    return any(b[0] >= a[2] for a, b in zip(boxes, boxes[1:]))
+    gaps = [(a[2], b[0]) for a, b in zip(boxes, boxes[1:]) if b[0] >= a[2]]
+    if not gaps:
+        return False
+    s = c.im.scale
+    holes = [(hx / s, (hx + hw) / s) for hx, _, hw, hh in map(cv2.boundingRect, c.seed.holes)
+             if hh >= 0.25 * (c.y1 - c.y0)]
+    return not any(x0 <= g0 and g1 <= x1 for g0, g1 in gaps for x0, x1 in holes)
 
 
 def _maybe_thick(d: Digit, k: int) -> bool:

@@ -52,7 +52,7 @@ class Truth:
         if source.live:
             raise UsageError(f"--labels {self.path} labels the frames of a clip by their index; a camera "
                              "has no such frames: use it with --source CLIP (or a labels.csv for images)")
-        count = source.frame_count() if hasattr(source, "frame_count") else None
+        count = source.frame_count()
         if count is not None and count != len(self.by_index):
             raise UsageError(f"--labels {self.path} has {len(self.by_index)} labels but the source has "
                              f"{count} frames; pass the .labels.json written with that clip")

@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 from device.errors import UsageError
-from device.fsio import atomic_write_json
+from device.fsio import atomic_write_json, cannot_write_in
 from device.manifest import INPUT_CONTRACT, MANIFEST_VERSION, sha256_bytes
 
 LIBRARIES = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "numpy", "ai-edge-litert")
@@ -70,13 +70,10 @@ def check_out_dir(out, verb: str | None = None, force: bool = False) -> Path:
         raise UsageError(f"--out {out} {where} a file, not a folder; choose another --out")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"--out {out}: {probe} is not writable; choose another folder with --out")
-    # os.access says yes to root for any folder, even where nothing can be made (/proc, a
-    # read-only mount): make and remove a folder there, so the long job does not fail at its end.
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".probe-", dir=probe))
-    except OSError as exc:
-        raise UsageError(f"--out {out}: cannot create anything in {probe} ({exc.strerror}); "
-                         "choose another folder with --out") from None
+    why = cannot_write_in(probe)   # (os.access says yes to root even in /proc)
+    if why:
+        raise UsageError(f"--out {out}: cannot create anything in {probe} ({why}); "
+                         "choose another folder with --out")
     if verb and not force and out.is_dir():
         rec = _record(out)
         if _entries(out) and (rec is None or rec["verb"] != verb):

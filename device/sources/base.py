@@ -75,6 +75,11 @@ class Source:
     def describe(self) -> dict:
         return {"kind": self.kind, "fps": self.fps, "live": self.live}
 
+    def frame_count(self) -> int | None:
+        """Frames in one pass of a replay, when the source knows it (after ``open``); None for
+        a camera."""
+        return None
+
     def counters(self) -> dict:
         return {"unreadable": self.unreadable, "dropped": self.dropped, "skipped": self.skipped}
 
@@ -119,10 +124,6 @@ class Replay(Source):
 
     def describe(self) -> dict:
         return {**super().describe(), "realtime": self.realtime, "loop": self.loop}
-
-    def frame_count(self) -> int | None:
-        """Frames in one pass, when the source knows it (after ``open``)."""
-        return None
 
 
 def opencv():
