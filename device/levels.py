@@ -27,7 +27,7 @@ import numpy as np
 
 import cv2
 
-from device.blobs import SEED_CONTRAST, Blob, Digit, blobs_of, digits_at, extent, grow
+from device.blobs import SEED_CONTRAST, Blob, Digit, blobs_of, digits_at, extent, grow, steep
 
 _K3 = np.ones((3, 3), np.uint8)
 
@@ -158,27 +158,11 @@ def ink_map(gray: np.ndarray, k: int, scale: float = 1.0) -> InkMap:
 
 
 # The cheap tier's bounds: the digit at least this tall (fraction of the frame height; smaller
-# digits are level 0's), other blobs at most this tall against it, and the paper around it no
-# steeper than this (its morphological gradient over its level, 0-255): spots, gradients and
-# vignetting change by a few percent per pixel at level 1; a hard shadow's or the sheet's edge
-# by 15 % or more.
+# digits are level 0's), other blobs at most this tall against it, and the paper around it
+# nowhere steeper than an edge (blobs.steep: spots, gradients and vignetting change by a few
+# percent per pixel at level 1; a hard shadow's or the sheet's edge by 15 % or more).
 QUICK_MIN_HEIGHT = 0.2
 QUICK_CLUTTER = 0.3
-QUICK_EDGE = 40
-
-
-def _edge_floor(edge: int) -> np.ndarray:
-    """Per paper level p, the steepest gradient g that is not an edge: round(255 g / p) (ties
-    to even, as x86's ``cv2.divide``, 0 where p is 0) at most ``edge``.  The test is then a
-    lookup and an integer comparison, the same on every CPU (``cv2.divide`` rounds differently
-    on aarch64)."""
-    g, p = np.arange(256)[:, None], np.arange(1, 256)[None, :]
-    q, r = np.divmod(255 * g, p)
-    rounded = q + ((2 * r > p) | ((2 * r == p) & (q % 2 == 1)))
-    return np.concatenate([[255], (rounded <= edge).sum(axis=0) - 1]).astype(np.uint8)
-
-
-_EDGE_FLOOR = _edge_floor(QUICK_EDGE)
 
 
 def quick_digit(pyr: Pyramid, opts) -> Digit | None:
@@ -203,8 +187,7 @@ def quick_digit(pyr: Pyramid, opts) -> Digit | None:
     m = (d.y1 - d.y0) // 2
     x0, y0, x1, y1 = max(0, d.x0 - m), max(0, d.y0 - m), min(W, d.x1 + m), min(H, d.y1 + m)
     paper = im.paper[y0:y1, x0:x1]
-    steep = cv2.compare(cv2.morphologyEx(paper, cv2.MORPH_GRADIENT, _K3), cv2.LUT(paper, _EDGE_FLOOR), cv2.CMP_GT)
-    return None if cv2.countNonZero(steep) else d   # (not hasNonZero: OpenCV >= 4.7; 32-bit Pi OS has 4.6)
+    return None if cv2.countNonZero(steep(paper)) else d   # (not hasNonZero: OpenCV >= 4.7; 32-bit Pi OS has 4.6)
 
 
 def find_digits(pyr: Pyramid, opts, every: bool = True) -> list[Digit]:
@@ -318,11 +301,11 @@ def fine_digits(pyr: Pyramid, digits: list[Digit], opts, every: bool = True) -> 
 def _assemble(im: InkMap, opts) -> None:
     """A fine pen's faint line breaks, at the ink threshold, into pieces each too low to be a
     digit (a 3 into its arcs).  Pieces that share columns or rows and lie within a few pixels
-    of each other are bridged (a closing of their masks alone, so nothing else joins) into one
-    blob added to the level's pool, where it is judged as any blob.  Horizontal dashes (a
+    of each other are bridged (a dilation of their masks alone, so nothing else joins) into one
+    blob of their ink added to the level's pool, where it is judged as any blob.  Horizontal dashes (a
     ruling's pieces) are left out."""
     thr = opts.min_contrast
-    H = im.ink.shape[0]
+    H, W = im.ink.shape
     least = opts.min_height * H
     pool = im.blobs(thr)
     frags = sorted((b for b in pool if b.h < least and max(b.w, b.h) >= ASSEMBLE_PIECE * least
@@ -357,13 +340,39 @@ def _assemble(im: InkMap, opts) -> None:
         x1, y1 = max(b.x + b.w for b in parts), max(b.y + b.h for b in parts)
         if not least <= y1 - y0 <= opts.max_height * H:
             continue
-        m = 2 * g + 2   # margin: the closing's erosion must not meet the canvas's edge
+        m = g + 1   # margin: the dilation stays inside the canvas
         canvas = np.zeros((y1 - y0 + 2 * m, x1 - x0 + 2 * m), np.uint8)
         for b in parts:
             sub = canvas[b.y - y0 + m:b.y - y0 + m + b.h, b.x - x0 + m:b.x - x0 + m + b.w]
             cv2.bitwise_or(sub, b.mask(), dst=sub)
-        closed = cv2.morphologyEx(canvas, cv2.MORPH_CLOSE, np.ones((2 * g + 1, 2 * g + 1), np.uint8))
-        pool.extend(n for n in blobs_of(im, thr, closed, x0 - m, y0 - m) if n.h >= least)
+        # Joined by a dilation, not a closing: a closing bridges a gap only where its whole
+        # square fits in the dilated strokes, which a bend of a thin curve's ends never leaves
+        # (a 5's bowl two pixels from its stem stayed two blobs).  The outline comes from the
+        # dilation; the blob's ink is the pieces' pixels alone, boxed tightly.
+        grown = cv2.dilate(canvas, _square(2 * g + 1))
+        cx0, cy0 = x0 - m, y0 - m
+        grown[:, :max(0, -cx0)] = 0            # (no outline beyond the level's edges)
+        grown[:max(0, -cy0)] = 0
+        grown[:, max(0, W - cx0):] = 0
+        grown[max(0, H - cy0):] = 0
+        perim = {id(b): cv2.arcLength(b.contour, True) + sum(cv2.arcLength(c, True) for c in b.holes) for b in parts}
+        for n in blobs_of(im, thr, grown, cx0, cy0):
+            outline = np.zeros((n.h, n.w), np.uint8)
+            cv2.fillPoly(outline, (n.contour,), 255, cv2.LINE_8, 0, (-n.x, -n.y))
+            ink = cv2.bitwise_and(canvas[n.y - cy0:n.y - cy0 + n.h, n.x - cx0:n.x - cx0 + n.w], outline)
+            bx, by, bw, bh = cv2.boundingRect(ink)
+            if bh < least:
+                continue
+            n.x, n.y, n.w, n.h = n.x + bx, n.y + by, bw, bh
+            n._mask = ink[by:by + bh, bx:bx + bw]
+            # Its outline for the shape tests (its axis, in blobs.continues): the hull of its
+            # ink, not the dilation's outline, g px fatter all round.
+            n.contour = cv2.convexHull(cv2.findNonZero(n._mask) + np.array([n.x, n.y], np.int32))
+            n.measure()
+            # The stroke width of the pieces themselves (the dilated outline is longer).
+            inside = [b for b in parts if n.x <= b.x and b.x + b.w <= n.x + n.w and n.y <= b.y and b.y + b.h <= n.y + n.h]
+            n.stroke = 2.0 * n.area / max(sum(perim[id(b)] for b in inside), 1.0)
+            pool.append(n)
 
 
 def _even_paper(im: InkMap, d: Digit) -> bool:

@@ -229,6 +229,49 @@ def test_a_fine_pens_broken_line_is_one_digit():
     assert [q.region for q in prepare_all(frame)] == [p.region]
 
 
+def test_assembly_bridges_a_thin_curves_bend():
+    """A thin 5 broken where its stem bends into the bowl (a writer's hairline 5 on a sheet):
+    the two pieces' nearest ends are 3 px apart across the bend.  A closing never bridged them
+    (its square does not fit in the dilated strokes at a bend); they are one blob now, boxed
+    by its ink, with the pieces' own stroke width."""
+    from device.levels import InkMap, _assemble
+    from device.preprocess import DEFAULT
+
+    ink = np.zeros((240, 320), np.uint8)
+    stem_and_top = np.array([(100, 100), (100, 113), (103, 111), (105, 110), (110, 109), (115, 109), (118, 111), (121, 114)])
+    bowl = np.array([(122, 117), (122, 124), (119, 128), (114, 131), (108, 131), (105, 130)])
+    cv2.polylines(ink, [stem_and_top, bowl], False, 80, 1)
+    im = InkMap(ink, 255 - ink, np.full_like(ink, 255), 1.0)
+    pieces = im.blobs(DEFAULT.min_contrast)[:]
+    assert len(pieces) == 2 and all(b.h < DEFAULT.min_height * 240 for b in pieces)
+    _assemble(im, DEFAULT)
+    joined = im.blobs(DEFAULT.min_contrast)[2:]
+    assert [(b.x, b.y, b.w, b.h) for b in joined] == [(100, 100, 23, 32)]
+    assert 0.8 < joined[0].stroke < 1.5, joined[0].stroke
+
+
+def test_a_streak_along_a_shadows_edge_is_not_a_digit():
+    """A short dark streak along a shadow's edge (a penumbra where a finger's tip crosses the
+    sheet's edge; the sheet's own thin shadow) has nearly all its "ink" on the step of the
+    paper level and is no darker than the shadowed paper's half: the step, not ink (before:
+    read as a 1).  The same streak in ink, and a digit written across the edge, are read."""
+    def sheet(streak):
+        g = np.full((480, 640), 200, np.uint8)
+        g[:, 320:] = 90
+        cv2.fillPoly(g, [np.array([(316, 200), (324, 200), (326, 280), (318, 280)])], streak)
+        return g
+
+    streak = cv2.GaussianBlur(sheet(55), (5, 5), 1.2)
+    assert prepare(streak).image is None and prepare_all(streak) == []
+    inked = cv2.GaussianBlur(sheet(20), (5, 5), 1.2)
+    assert _close(prepare(inked).region, (316, 200, 12, 80), tol=3)
+    across = np.full((480, 640), 200, np.uint8)
+    across[:, 320:] = 90
+    box = _put_digit(across, "7", (290, 300), 3, 30, 6)
+    p = prepare(cv2.GaussianBlur(across, (5, 5), 1.2))
+    assert p.image is not None and _close(p.region, box), (p.region, box)
+
+
 def test_blank_scenes_are_no_digit():
     from device.scenes import SceneOptions, scene
 
@@ -381,13 +424,15 @@ def test_enlarging_is_bilinear_and_keeps_flat_ink_flat():
     assert np.array_equal(resample(a, 7, 11), a)
 
 
-def test_the_cheap_tiers_edge_test_is_an_exact_ratio():
-    """The paper's steepness is compared by a lookup (the same on every CPU): a gradient g over
-    paper p is an edge exactly when 255 g / p, rounded to nearest (ties to even; 0 over black
-    paper), is above QUICK_EDGE, as x86's cv2.divide computes it."""
+def test_the_paper_steepness_test_is_an_exact_ratio():
+    """The paper's steepness (blobs.steep: the cheap tier's edge test and the step test) is
+    compared by a lookup (the same on every CPU): a gradient g over paper p is an edge exactly
+    when 255 g / p, rounded to nearest (ties to even; 0 over black paper), is above
+    STEEP_EDGE, as x86's cv2.divide computes it."""
     from fractions import Fraction
 
-    from device.levels import _EDGE_FLOOR, QUICK_EDGE
+    from device.blobs import _EDGE_FLOOR
+    from device.blobs import STEEP_EDGE as QUICK_EDGE
 
     for p in range(256):
         for g in range(256):
