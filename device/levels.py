@@ -46,6 +46,7 @@ class InkMap:
     scale: float         # this level's size / frame size
     k: int = 0           # the closing's kernel
     _blobs: dict = field(default_factory=dict, repr=False)
+    _near_step: np.ndarray | None = field(default=None, repr=False)
 
     def blobs(self, thr: int) -> list[Blob]:
         """The blobs of the ink at ``thr`` (:func:`device.blobs.blobs_of`), cut once per level:
@@ -53,6 +54,13 @@ class InkMap:
         if thr not in self._blobs:
             self._blobs[thr] = blobs_of(self, thr)
         return self._blobs[thr]
+
+    def near_step(self) -> np.ndarray:
+        """0/255: within a pixel of a steep step of the paper level (``blobs.steep``), made
+        once per level when a blob first asks (``blobs.on_step``)."""
+        if self._near_step is None:
+            self._near_step = cv2.dilate(steep(self.paper), _K3)
+        return self._near_step
 
 
 class Pyramid:
