@@ -253,7 +253,10 @@ def continues(b: Blob) -> str:
     _, dark = cv2.threshold(gray, min(1.6 * lo + 6, 0.5 * (lo + paper)), 255, cv2.THRESH_BINARY_INV)
     # The flood covers some of the dark pixels: when all of them are too few for a shadow's,
     # there is nothing to flood (most blobs of a number: a count costs a fraction of a fill).
-    if cv2.countNonZero(dark) <= 2.0 * b.area + 10:
+    # A hand whose palm is out of view leaves no palm to outweigh its fingers: by the frame's
+    # border, a flood that reaches the border and is larger than the blob is a shadow's.
+    by_border = x0 == 0 or y0 == 0 or x1 == W or y1 == H
+    if cv2.countNonZero(dark) <= (1.0 if by_border else 2.0) * b.area + 10:
         return ""
     flood = np.zeros((y1 - y0 + 2, x1 - x0 + 2), np.uint8)
     area, _, _, (fx, fy, fw, fh) = cv2.floodFill(dark, flood, (b.x - x0 + mx, b.y - y0 + my), 128, 0, 0,
@@ -263,7 +266,11 @@ def continues(b: Blob) -> str:
     m = max(2.0, 0.25 * max(b.w, b.h))
     fx, fy = fx + x0, fy + y0
     escapes = fx < b.x - m or fy < b.y - m or fx + fw > b.x + b.w + m or fy + fh > b.y + b.h + m
-    return "part of a shadow" if escapes and area > 2.0 * b.area + 10 else ""
+    if escapes and area > 2.0 * b.area + 10:
+        return "part of a shadow"
+    # (The blob itself never touches the border: extent() ruled that out.)
+    out_of_view = fx == 0 or fy == 0 or fx + fw == W or fy + fh == H
+    return "part of a shadow" if out_of_view and area > b.area + 10 else ""
 
 
 @dataclass(eq=False)

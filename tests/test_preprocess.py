@@ -282,6 +282,20 @@ def test_blank_scenes_are_no_digit():
         assert rows is None and prepare(frame).image is None, i
 
 
+def test_a_hands_shadow_from_out_of_view_is_no_digit():
+    """A hand's shadow whose palm lies out of the frame: its fingers, at half size, look like a
+    thick digit, and with no palm in view the flood from them is not larger than twice their
+    area (the test for a palm).  By the frame's border, a flood that runs to the border is a
+    shadow coming from outside the view (before: read as 4)."""
+    from device.scenes import SceneOptions, scene
+
+    glyphs = _scene_glyphs()
+    hostile = SceneOptions(p_edge=0.8, p_shadow=0.8, p_ruled=0.3, p_squared=0.3, p_stray=0.5, p_glare=0.3)
+    for i in (1188, 1236):
+        frame, rows, _ = scene(glyphs, 12, i, "digit", blank_every=1, opts=hostile)
+        assert rows is None and prepare(frame).image is None and prepare_all(frame) == [], i
+
+
 # -- several digits --------------------------------------------------------------------------
 
 class _Box:
