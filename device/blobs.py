@@ -213,7 +213,6 @@ def on_step(b: Blob) -> str:
     return "on a step" if darkest >= STEP_DARK * lo else ""
 
 
-
 _BEYOND = (0.62, 0.72, 0.82, 0.92)   # sample points past a blob's ends, in lengths from its centre
 
 

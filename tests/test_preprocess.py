@@ -270,6 +270,12 @@ def test_a_streak_along_a_shadows_edge_is_not_a_digit():
     box = _put_digit(across, "7", (290, 300), 3, 30, 6)
     p = prepare(cv2.GaussianBlur(across, (5, 5), 1.2))
     assert p.image is not None and _close(p.region, box), (p.region, box)
+    # A number whose 1 lies on the edge itself.
+    number = np.full((480, 640), 200, np.uint8)
+    number[:, 320:] = 90
+    boxes = [_put_digit(number, t, (170 + 70 * j, 300), 3, 30, 6) for j, t in enumerate("3719")]
+    found = [q.region for q in prepare_all(cv2.GaussianBlur(number, (5, 5), 1.2))]
+    assert len(found) == 4 and all(_close(r, b) for r, b in zip(found, boxes)), (found, boxes)
 
 
 def test_blank_scenes_are_no_digit():
