@@ -32,6 +32,8 @@ import numpy as np
 
 import cv2
 
+K3 = np.ones((3, 3), np.uint8)
+
 
 @dataclass(eq=False, slots=True)
 class Blob:
@@ -109,6 +111,32 @@ def blobs_of(im, thr: int, binary: np.ndarray | None = None, ox: int = 0, oy: in
     return list(out.values())
 
 
+def joined(im, thr: int, parts: list[Blob], canvas: np.ndarray, outline: np.ndarray, ox: int, oy: int,
+           least: float) -> list[Blob]:
+    """Blobs of pieces bridged into one: ``outline`` (the pieces' masks dilated, on a canvas at
+    ``ox, oy`` of the level) gives each its outline; its ink is the pieces' pixels inside it
+    (``canvas``), boxed tightly, kept when at least ``least`` high.  Its contour (for the shape
+    tests: its axis) is the hull of that ink, not the dilated outline; its stroke width is the
+    pieces' own (the dilated outline is longer)."""
+    perim = {id(b): cv2.arcLength(b.contour, True) + sum(cv2.arcLength(c, True) for c in b.holes) for b in parts}
+    out = []
+    for n in blobs_of(im, thr, outline, ox, oy):
+        inside = np.zeros((n.h, n.w), np.uint8)
+        cv2.fillPoly(inside, (n.contour,), 255, cv2.LINE_8, 0, (-n.x, -n.y))
+        ink = cv2.bitwise_and(canvas[n.y - oy:n.y - oy + n.h, n.x - ox:n.x - ox + n.w], inside)
+        bx, by, bw, bh = cv2.boundingRect(ink)
+        if bh < least:
+            continue
+        n.x, n.y, n.w, n.h = n.x + bx, n.y + by, bw, bh
+        n._mask = ink[by:by + bh, bx:bx + bw]
+        n.contour = cv2.convexHull(cv2.findNonZero(n._mask) + np.array([n.x, n.y], np.int32))
+        n.measure()
+        pieces = [b for b in parts if n.x <= b.x and b.x + b.w <= n.x + n.w and n.y <= b.y and b.y + b.h <= n.y + n.h]
+        n.stroke = 2.0 * n.area / max(sum(perim[id(b)] for b in pieces), 1.0)
+        out.append(n)
+    return out
+
+
 _RECUT = ("touches the border", "wide", "too tall")
 
 
@@ -162,7 +190,6 @@ def assess(b: Blob, pool: list[Blob], opts, recut: bool = True) -> list[Blob]:
 # level) or more per pixel (its morphological gradient); spots, gradients and vignetting by a
 # few percent.
 STEEP_EDGE = 40
-_K3 = np.ones((3, 3), np.uint8)
 
 
 def _edge_floor(edge: int) -> np.ndarray:
@@ -181,7 +208,7 @@ _EDGE_FLOOR = _edge_floor(STEEP_EDGE)
 
 def steep(paper: np.ndarray) -> np.ndarray:
     """0/255: where the paper level ``paper`` steps by an edge's gradient or more."""
-    return cv2.compare(cv2.morphologyEx(paper, cv2.MORPH_GRADIENT, _K3), cv2.LUT(paper, _EDGE_FLOOR), cv2.CMP_GT)
+    return cv2.compare(cv2.morphologyEx(paper, cv2.MORPH_GRADIENT, K3), cv2.LUT(paper, _EDGE_FLOOR), cv2.CMP_GT)
 
 
 # A blob with at least STEP_SHARE of its ink on (or a pixel from) a steep step of the paper

@@ -27,9 +27,7 @@ import numpy as np
 
 import cv2
 
-from device.blobs import SEED_CONTRAST, Blob, Digit, blobs_of, digits_at, extent, grow, steep
-
-_K3 = np.ones((3, 3), np.uint8)
+from device.blobs import K3, SEED_CONTRAST, Blob, Digit, blobs_of, digits_at, extent, grow, joined, steep
 
 
 @functools.lru_cache(maxsize=8)
@@ -59,7 +57,7 @@ class InkMap:
         """0/255: within a pixel of a steep step of the paper level (``blobs.steep``), made
         once per level when a blob first asks (``blobs.on_step``)."""
         if self._near_step is None:
-            self._near_step = cv2.dilate(steep(self.paper), _K3)
+            self._near_step = cv2.dilate(steep(self.paper), K3)
         return self._near_step
 
 
@@ -363,24 +361,7 @@ def _assemble(im: InkMap, opts) -> None:
         grown[:max(0, -cy0)] = 0
         grown[:, max(0, W - cx0):] = 0
         grown[max(0, H - cy0):] = 0
-        perim = {id(b): cv2.arcLength(b.contour, True) + sum(cv2.arcLength(c, True) for c in b.holes) for b in parts}
-        for n in blobs_of(im, thr, grown, cx0, cy0):
-            outline = np.zeros((n.h, n.w), np.uint8)
-            cv2.fillPoly(outline, (n.contour,), 255, cv2.LINE_8, 0, (-n.x, -n.y))
-            ink = cv2.bitwise_and(canvas[n.y - cy0:n.y - cy0 + n.h, n.x - cx0:n.x - cx0 + n.w], outline)
-            bx, by, bw, bh = cv2.boundingRect(ink)
-            if bh < least:
-                continue
-            n.x, n.y, n.w, n.h = n.x + bx, n.y + by, bw, bh
-            n._mask = ink[by:by + bh, bx:bx + bw]
-            # Its outline for the shape tests (its axis, in blobs.continues): the hull of its
-            # ink, not the dilation's outline, g px fatter all round.
-            n.contour = cv2.convexHull(cv2.findNonZero(n._mask) + np.array([n.x, n.y], np.int32))
-            n.measure()
-            # The stroke width of the pieces themselves (the dilated outline is longer).
-            inside = [b for b in parts if n.x <= b.x and b.x + b.w <= n.x + n.w and n.y <= b.y and b.y + b.h <= n.y + n.h]
-            n.stroke = 2.0 * n.area / max(sum(perim[id(b)] for b in inside), 1.0)
-            pool.append(n)
+        pool.extend(joined(im, thr, parts, canvas, grown, cx0, cy0, least))
 
 
 def _even_paper(im: InkMap, d: Digit) -> bool:
@@ -439,7 +420,7 @@ def _paler_around(c: Digit, inside: list[Digit]) -> bool:
         if ax1 > ax0 and ay1 > ay0:
             sub = fine[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0]
             cv2.bitwise_or(sub, d.mask()[ay0 - d.y0:ay1 - d.y0, ax0 - d.x0:ax1 - d.x0], dst=sub)
-    extra = cv2.bitwise_and(big, cv2.bitwise_not(cv2.dilate(fine, _K3, iterations=2)))
+    extra = cv2.bitwise_and(big, cv2.bitwise_not(cv2.dilate(fine, K3, iterations=2)))
     if cv2.countNonZero(extra) < 0.15 * cv2.countNonZero(big) or not cv2.countNonZero(fine):
         return False
     # Darkest points (of a 3x3 mean: not a noisy pixel): the middle of a wide stroke is its
