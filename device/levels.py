@@ -289,13 +289,11 @@ def fine_digits(pyr: Pyramid, digits: list[Digit], opts, every: bool = True) -> 
             return []
         _assemble(im, opts)
         found = [d for d in digits_at(im, opts, every, seed_contrast=1.0)[0] if d.seed.stroke <= FINE_STROKE
-                 and (d.seed.contrast >= SEED_CONTRAST * opts.min_contrast or _even_paper(im, d))]
+                 and (d.seed.contrast >= SEED_CONTRAST * opts.min_contrast
+                      or _even_paper(im.paper[d.y0:d.y1, d.x0:d.x1]))]
         if not found:
             return []
-        # The lit paper: the paper level's 90th percentile, from every other row and column
-        # (the closing's plateaus are far wider than two pixels).
-        cum = cv2.calcHist([np.ascontiguousarray(im.paper[::2, ::2])], [0], None, [256], [0, 256]).ravel().cumsum()
-        lit = FINE_PAPER * int(np.searchsorted(cum, 0.9 * cum[-1]))
+        lit = FINE_PAPER * _lit_paper(im)
         found = [d for d in found if cv2.mean(im.paper[d.y0:d.y1, d.x0:d.x1])[0] >= lit]
         if why == "beside":
             boxes = [d.frame_box() for d in digits]
@@ -364,9 +362,53 @@ def _assemble(im: InkMap, opts) -> None:
         pool.extend(joined(im, thr, parts, canvas, grown, cx0, cy0, least))
 
 
-def _even_paper(im: InkMap, d: Digit) -> bool:
-    """Is the paper level under the digit's box even (no step of a shadow or an edge)?"""
-    paper = im.paper[d.y0:d.y1, d.x0:d.x1]
+def _lit_paper(im: InkMap) -> int:
+    """The lit paper's level: the paper level's 90th percentile, from every other row and
+    column (the closing's plateaus are far wider than two pixels)."""
+    cum = cv2.calcHist([np.ascontiguousarray(im.paper[::2, ::2])], [0], None, [256], [0, 256]).ravel().cumsum()
+    return int(np.searchsorted(cum, 0.9 * cum[-1]))
+
+
+# A digit level 0 saw whole but paler than a seed (a fine pen's line, faded by the halving, that
+# the closer look could not take either: widened past FINE_STROKE by motion blur, or broken
+# there), read when a single digit is wanted and nothing else was found: a digit-like blob
+# (device.blobs.assess) whose mean ink is at least PALE_SEED x min_contrast and whose strokes
+# are under PALE_THIN px, on paper even in its box padded by PALE_PAD x its height (a desk's
+# grain beside the sheet's edge, a shadow's edge: not even) and at least PALE_LIT x as bright
+# as the lit paper (a dark desk), in a level whose ink is quiet: at most a tenth of it above
+# PALE_QUIET (dim light's grain makes pale blobs of its own).  Chosen on the design writers' and
+# MNIST fine-pen clips and the blank scenes, generated hostile and plain blank scenes guarding
+# (benchmarks/scenes.py).
+PALE_SEED = 1.35
+PALE_THIN = 2.5
+PALE_PAD = 0.25
+PALE_LIT = 0.5
+PALE_QUIET = 20
+
+
+def pale_digit(pyr: Pyramid, opts) -> Digit | None:
+    """The tallest pale digit-like blob of level 0 (see PALE_SEED) grown into a digit, or None.
+    Called after :func:`find_digits` and :func:`fine_digits` found nothing, so level 0's blobs
+    are judged already."""
+    im = pyr.level(0)
+    H, W = im.ink.shape
+    if cv2.countNonZero(cv2.threshold(im.ink, PALE_QUIET, 255, cv2.THRESH_BINARY)[1]) > 0.1 * im.ink.size:
+        return None   # dim light's grain: a pale blob may be made of it
+    pool = im.blobs(opts.min_contrast)
+    lit = None
+    for b in sorted((b for b in pool if b.why == "" and b.stroke < PALE_THIN
+                     and b.contrast >= PALE_SEED * opts.min_contrast), key=lambda b: -b.h):
+        m = int(PALE_PAD * b.h)
+        if not _even_paper(im.paper[max(0, b.y - m):min(H, b.y + b.h + m), max(0, b.x - m):min(W, b.x + b.w + m)]):
+            continue
+        lit = PALE_LIT * _lit_paper(im) if lit is None else lit
+        if cv2.mean(im.paper[b.y:b.y + b.h, b.x:b.x + b.w])[0] >= lit:
+            return grow(b, pool, set(), opts, alone=True)
+    return None
+
+
+def _even_paper(paper: np.ndarray) -> bool:
+    """Is the paper level ``paper`` (a box of it) even (no step of a shadow or an edge)?"""
     # Its 5th and 95th percentiles (np.percentile's: each between two neighbouring order
     # statistics) lie between the order statistics one rank further out, read from a histogram
     # at a fraction of np.percentile's cost: they decide the test unless it is close.

@@ -18,8 +18,9 @@ next to other marks, at any size and position.  The steps, each a function a tes
    the half-size level alone, about the cost of this project's first preprocessing), else the
    full two-level analysis (``levels.find_digits``); when its strokes look like a fine pen's
    (or it found none but thin pieces), a closer look at the copy of twice the working size
-   (``levels.fine_digits``).  Every digit (:func:`prepare_all`): the same without the cheap
-   tier, then :func:`reading_order`.
+   (``levels.fine_digits``); with still nothing, a digit level 0 saw whole but paler than a
+   seed, on even, lit paper (``levels.pale_digit``).  Every digit (:func:`prepare_all`): the
+   same without the cheap tier and the pale fallback, then :func:`reading_order`.
 4. ``to_mnist``: crop, scale the ink into [0, 1], fit the longer side into 20 px, and place
    the centre of mass at the centre of 28x28.
 
@@ -36,7 +37,7 @@ import numpy as np
 import cv2  # OpenCV is a device dependency; only the preprocessing and the sources need it
 
 from device.blobs import Digit
-from device.levels import MIN_SIDE, Pyramid, find_digits, fine_digits, quick_digit
+from device.levels import MIN_SIDE, Pyramid, find_digits, fine_digits, pale_digit, quick_digit
 
 # The images here are tiny (<= 192 px): OpenCV's worker threads cost more in hand-offs than they
 # save, and on a Pi the cores belong to the interpreter.
@@ -276,7 +277,10 @@ def prepare(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> Prepared:
         if fine:
             digits, path = fine, "fine"
         if not digits:
-            return Prepared(None, None, "no digit", path=path)
+            pale = pale_digit(pyr, opts)
+            if pale is None:
+                return Prepared(None, None, "no digit", path=path)
+            digits = [pale]
         return _prepared(max(digits, key=lambda d: (d.y1 - d.y0) / d.im.scale), opts, path=path)
 
 
