@@ -20,7 +20,9 @@ next to other marks, at any size and position.  The steps, each a function a tes
    (or it found none but thin pieces), a closer look at the copy of twice the working size
    (``levels.fine_digits``); with still nothing, a digit level 0 saw whole but paler than a
    seed, on even, lit paper (``levels.pale_digit``).  Every digit (:func:`prepare_all`): the
-   same without the cheap tier and the pale fallback, then :func:`reading_order`.
+   same without the cheap tier and the pale fallback, then :func:`reading_order`, and where a
+   line holds pieces level 0 made no digit of, the finer copy's digits there
+   (``levels.line_pieces``).
 4. ``to_mnist``: crop, scale the ink into [0, 1], fit the longer side into 20 px, and place
    the centre of mass at the centre of 28x28.
 
@@ -37,7 +39,7 @@ import numpy as np
 import cv2  # OpenCV is a device dependency; only the preprocessing and the sources need it
 
 from device.blobs import Digit
-from device.levels import MIN_SIDE, Pyramid, find_digits, fine_digits, pale_digit, quick_digit
+from device.levels import MIN_SIDE, Pyramid, find_digits, fine_digits, line_pieces, pale_digit, quick_digit
 
 # The images here are tiny (<= 192 px): OpenCV's worker threads cost more in hand-offs than they
 # save, and on a Pi the cores belong to the interpreter.
@@ -295,7 +297,12 @@ def prepare_all(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> list[Pr
         fine = fine_digits(pyr, digits, opts)
         if fine and len(fine) >= len(digits):
             digits, path = fine, "fine"
-        order = [(i, d) for i, line in enumerate(reading_order(digits)) for d in line]
+        lines = reading_order(digits)
+        if path == "full":
+            more = line_pieces(pyr, lines, opts)
+            if more:
+                lines = reading_order(digits + more)
+        order = [(i, d) for i, line in enumerate(lines) for d in line]
         if not order:
             return []
         # Every digit's input as uint8 in one array, then to [0, 1] in one lookup (a lookup

@@ -218,6 +218,24 @@ def test_a_fine_pens_number_beside_a_bold_mark():
     assert found >= 0.8 * total, (found, total)
 
 
+def test_a_digit_level_0_saw_in_pieces_is_read_in_its_line(photos_dir):
+    """Numbers of one writer's photos in a hand's shadow with the sheet's edge in view, at
+    320x240: at the working size one digit's line breaks into pieces too low to be a digit, in
+    line with its neighbours; the copy at twice the size reads it there (before: 4 of these 5
+    digits and 5 of these 6)."""
+    from device.glyphs import photo_glyphs
+    from device.scenes import SceneOptions, scene
+
+    glyphs = [g for g in photo_glyphs(photos_dir) if g.source == "z-yoscovits"]
+    hostile = SceneOptions(p_edge=0.8, p_shadow=0.8, p_ruled=0.3, p_squared=0.3, p_stray=0.5, p_glare=0.3)
+    for i in (2, 35):
+        frame, _, rec = scene(glyphs, 41, i, "number", blank_every=0, opts=hostile)
+        small = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (320, 240), interpolation=cv2.INTER_AREA)
+        regions = [p.region for p in prepare_all(small)]
+        assert len(regions) == len(rec["digits"]), (i, regions)
+        assert all(any(_on_digit(r, [v / 2 for v in d["box"]]) for r in regions) for d in rec["digits"]), i
+
+
 def test_a_pale_digit_in_a_number_is_read():
     """One digit of a number paler than the rest (ink 20 % below the paper, as in a shadow's
     soft edge): too pale to start a digit alone, it is one beside the others in its line.
