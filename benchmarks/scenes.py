@@ -28,10 +28,10 @@ camera's lores size, 320x240):
    wide for the closer look under motion blur; that change was built on the design writers'
    and MNIST fine-pen clips, generated blank scenes guarding) and at one held-out writer's
    (z-yoscovits) number failures (a digit level 0 saw in pieces in line with the others; that
-   change was checked on number clips of new scenes, seeds never scored before).  Headline: two thresholds chosen from a small grid on the
-   design writers + MNIST scenes, then the held-out writers scored with them.  Also 5 folds of
-   2 writers (thresholds chosen on the other 8 + MNIST scenes), pooled: these folds score
-   design writers too.
+   change was checked on number clips of new scenes, seeds never scored before).  Headline:
+   two thresholds chosen from a small grid on the design writers + MNIST scenes, then the
+   held-out writers scored with them.  Also 5 folds of 2 writers (thresholds chosen on the
+   other 8 + MNIST scenes), pooled: these folds score design writers too.
 3. The existing camera-like MNIST clip (``device.synth``, as ``benchmarks/device_loop.py``)
    and the 100 dev photos one by one (in the digit mode, and in the number mode: one digit
    each, nothing else).
@@ -299,20 +299,24 @@ def single_cost(model, kinds: dict, repeats: int) -> dict:
     return out
 
 
-def number_cost(model, frames, labels, single: list, repeats: int) -> dict:
+def number_cost(model, frames, labels, single: list, repeats: int, before=None) -> dict:
     """Per-frame total of the number mode on frames with 8 digits (prepare_all, one batched
     invoke, postprocess; and the same with one invoke per digit), interleaved with a typical
     single-digit frame through the digit mode, so the three share the machine's load.  Wall
     time and this thread's CPU time: on a shared machine the wall-time tail is mostly time
     the scheduler gave other processes.  Also each 8-digit frame's least CPU time over the
     repeats (``cpu_least``): what the frame itself costs, without the cache and frequency
-    noise of a shared VM, whose CPU-time tail is ~2x its median even for a single digit."""
+    noise of a shared VM, whose CPU-time tail is ~2x its median even for a single digit.
+    ``before``: the previous round's preprocessing module, batched, in the same turns
+    (``before_batched``): this round's cost as a ratio, which the VM's speed (it has varied 2x
+    between runs of one day) does not move."""
     eight = [f for f, lab in zip(frames, labels) if lab and len(lab.replace(" ", "")) == 8]
-    t = {k: {"wall": [], "cpu": []} for k in ("batched", "per_digit", "single_digit")}
+    kinds = ("batched", "per_digit", "single_digit") + (("before_batched",) if before else ())
+    t = {k: {"wall": [], "cpu": []} for k in kinds}
     found_counts = []
 
-    def number(f, batched):
-        found = prepare_all(f)
+    def number(f, batched, pre=None):
+        found = (pre.prepare_all if pre else prepare_all)(f)
         if found:
             x = np.stack([p.image for p in found])
             [postprocess(s) for s in (model.predict_batch(x) if batched else model.predict_many(x))]
@@ -330,6 +334,8 @@ def number_cost(model, frames, labels, single: list, repeats: int) -> dict:
                 if name == "single_digit":
                     _, wall, cpu = _timed(lambda: digit(single[i % len(single)]))
                     i += 1
+                elif name == "before_batched":
+                    _, wall, cpu = _timed(lambda: number(f, True, before))
                 else:
                     n, wall, cpu = _timed(lambda: number(f, name == "batched"))
                     found_counts.append(n)
@@ -338,8 +344,12 @@ def number_cost(model, frames, labels, single: list, repeats: int) -> dict:
     out = {"frames": len(eight), "repeats": repeats,
            "digits_found_mean": float(np.mean(found_counts)) if found_counts else None,
            **{k: {c: pct(v) for c, v in d.items()} for k, d in t.items()}}
-    for k in ("batched", "per_digit"):   # samples are repeat-major: repeat r, frame j at r * n + j
+    for k in ("batched", "per_digit") + (("before_batched",) if before else ()):
+        # (samples are repeat-major: repeat r, frame j at r * n + j)
         out[k]["cpu_least"] = pct(np.asarray(t[k]["cpu"]).reshape(repeats, len(eight)).min(axis=0))
+    if before:
+        out["batched_vs_before"] = {q: out["batched"]["cpu_least"][q] / out["before_batched"]["cpu_least"][q]
+                                    for q in ("p50", "p90", "p99", "mean")}
     out["batched_vs_single_digit"] = {c: {q: out["batched"][c][q] / out["single_digit"][c][q] for q in ("p50", "p99")}
                                       for c in ("wall", "cpu")}
     return out
@@ -495,7 +505,8 @@ def main(argv=None) -> int:
     now = accuracy()
     result.update({k: now[k] for k in ("blank_scenes", "mnist_render_clip", "photos", "sheets", "fine_pens")})
     result["held_out_default_options"] = {m: now[m] for m in ("digit", "number")}
-    result["before"] = accuracy(load_from_git(BEFORE, ("blobs", "levels", "preprocess")))
+    before = load_from_git(BEFORE, ("blobs", "levels", "preprocess"))
+    result["before"] = accuracy(before)
     repeats = 2 if args.quick else 5
     scenes = [f for w in writers for f in clips[(w, "digit")][0][:30]]
     result["cost_single"] = single_cost(model, {"camera-like clip": render_frames,
@@ -504,7 +515,7 @@ def main(argv=None) -> int:
     number_clips = [mnist_clips[("mnist", "number")]] + [clips[(w, "number")] for w in writers]
     result["cost_eight_digits"] = number_cost(model, [f for c in number_clips for f in c[0]],
                                               [lab for c in number_clips for lab in c[1]["labels"]],
-                                              render_frames, repeats)
+                                              render_frames, repeats, before)
     result["cost_batch"] = batch_cost(model, 50 if args.quick else 300)
     result["load_average"] = {"start": list(load_start), "end": list(os.getloadavg()), "cpus": os.cpu_count()}
     run_clip = work / f"scenes-digit-{writers[0]}{suffix}.avi"
@@ -629,14 +640,21 @@ def report(r: dict, created: str, quick: bool, machine: dict) -> str:
     lines += ["", f"8-digit frames ({ce['frames']} frames x {ce['repeats']}, {ce['digits_found_mean']:.1f} digits found "
               "on average), interleaved with single-digit frames of the camera-like clip, ms:", "",
               "| | wall p50 / p90 / p99 | CPU p50 / p90 / p99 |", "|---|---|---|"]
-    for k in ("batched", "per_digit", "single_digit"):
+    for k in ("batched", "per_digit", "single_digit", "before_batched"):
+        if k not in ce:
+            continue
         w, c = ce[k]["wall"], ce[k]["cpu"]
-        lines.append(f"| {k.replace('_', ' ')} | {w['p50']:.3f} / {w['p90']:.3f} / {w['p99']:.3f} | "
+        name = f"{r.get('before_name', 'before')}'s preprocessing, batched" if k == "before_batched" else k.replace('_', ' ')
+        lines.append(f"| {name} | {w['p50']:.3f} / {w['p90']:.3f} / {w['p99']:.3f} | "
                      f"{c['p50']:.3f} / {c['p90']:.3f} / {c['p99']:.3f} |")
     least = ce["batched"]["cpu_least"]
     lines += ["", f"Each 8-digit frame's least CPU time over its {ce['repeats']} runs (batched), over the {ce['frames']} "
               f"frames: p50 {least['p50']:.3f}, p90 {least['p90']:.3f}, p99 {least['p99']:.3f} ms (what the frames "
               "cost without the shared VM's noise; the target is judged on the row above)."]
+    if "batched_vs_before" in ce:
+        v = ce["batched_vs_before"]
+        lines += ["", f"Against {r.get('before_name', 'before')}'s preprocessing in the same turns (each frame's least CPU "
+                  f"time): p50 {v['p50']:.2f}x, p90 {v['p90']:.2f}x, p99 {v['p99']:.2f}x, mean {v['mean']:.2f}x."]
     rat = ce["batched_vs_single_digit"]
     lines += ["", f"8 digits (batched) against one digit: CPU p50 {rat['cpu']['p50']:.1f}x, p99 {rat['cpu']['p99']:.1f}x; "
               f"wall p50 {rat['wall']['p50']:.1f}x, p99 {rat['wall']['p99']:.1f}x.", "",
