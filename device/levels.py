@@ -533,7 +533,6 @@ def _overlaps(a, b) -> bool:
     return w > 0 and h > 0 and w * h >= 0.5 * min(_area(a), _area(b))
 
 
-
 # A digit of a number that level 0 saw only in pieces (an ordinary pen's line broken at the
 # working size by motion blur, a shadow's dim side, a small digit): a blob in line with two or
 # more of a line's digits, part of none, at least LINE_PIECE x their median height (tall or
