@@ -344,8 +344,7 @@ def number_cost(model, frames, labels, single: list, repeats: int, before=None) 
     out = {"frames": len(eight), "repeats": repeats,
            "digits_found_mean": float(np.mean(found_counts)) if found_counts else None,
            **{k: {c: pct(v) for c, v in d.items()} for k, d in t.items()}}
-    for k in ("batched", "per_digit") + (("before_batched",) if before else ()):
-        # (samples are repeat-major: repeat r, frame j at r * n + j)
+    for k in (k for k in kinds if k != "single_digit"):   # samples are repeat-major: repeat r, frame j at r * n + j
         out[k]["cpu_least"] = pct(np.asarray(t[k]["cpu"]).reshape(repeats, len(eight)).min(axis=0))
     if before:
         out["batched_vs_before"] = {q: out["batched"]["cpu_least"][q] / out["before_batched"]["cpu_least"][q]

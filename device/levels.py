@@ -559,15 +559,15 @@ def line_pieces(pyr: Pyramid, lines: list[list[Digit]], opts) -> list[Digit]:
     digits = [d for line in lines for d in line]
     taken = {id(b) for d in digits for b in d.parts}
     boxes = [d.frame_box() for d in digits]
+    line_boxes = [[d.frame_box() for d in line] for line in many]
     im0 = pyr.level(0)
     s0 = im0.scale
     # (Specks first: a piece is at least LINE_PIECE x the lowest digit's height of these lines,
     # and most blobs of a textured frame are specks.)
-    floor = LINE_PIECE * s0 * min(b[3] - b[1] for line in many for b in map(Digit.frame_box, line))
+    floor = LINE_PIECE * s0 * min(b[3] - b[1] for lb in line_boxes for b in lb)
     pool = [b for b in im0.blobs(opts.min_contrast) if (b.w >= floor or b.h >= floor) and id(b) not in taken]
     looks = []   # (window to look at, band a digit must lie in, its least height, the piece): frame coordinates
-    for line in many:
-        lb = [d.frame_box() for d in line]
+    for lb in line_boxes:
         hm = sorted(b[3] - b[1] for b in lb)[len(lb) // 2]
         x0, y0 = min(b[0] for b in lb) - LINE_REACH * hm, min(b[1] for b in lb)
         x1, y1 = max(b[2] for b in lb) + LINE_REACH * hm, max(b[3] for b in lb)
@@ -604,8 +604,8 @@ def line_pieces(pyr: Pyramid, lines: list[list[Digit]], opts) -> list[Digit]:
     im = InkMap(ink, finer, paper, s, k)
     out = []
     for d in digits_at(im, opts, True)[0]:
-        dx0, dy0, dx1, dy1 = d.frame_box()
-        if any(dx0 < x[2] and x[0] < dx1 and dy0 < x[3] and x[1] < dy1 for x in boxes):
+        dx0, dy0, dx1, dy1 = box = d.frame_box()
+        if any(_area(_intersection(box, x)) for x in boxes):
             continue
         if any(dx0 >= bx0 and dx1 <= bx1 and dy0 >= by0 and dy1 <= by1 and dy1 - dy0 >= least
                for _, (bx0, by0, bx1, by1), least, _ in looks):
@@ -621,9 +621,8 @@ def _merged(boxes: list) -> list:
     while i < len(out):
         a = out[i]
         for j in range(i + 1, len(out)):
-            b = out[j]
-            if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
-                out[i] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+            if _area(_intersection(a, out[j])):
+                out[i] = _union([a, out[j]])
                 del out[j]
                 break
         else:

@@ -58,6 +58,8 @@ def test_gray_and_bgra_frames_agree():
 
 # -- real scenes (issue 13) -------------------------------------------------------------------
 
+# Scenes with a shadow and the sheet's edge in most frames (the round-6 and round-7 checks).
+HOSTILE = dict(p_edge=0.8, p_shadow=0.8, p_ruled=0.3, p_squared=0.3, p_stray=0.5, p_glare=0.3)
 PLAIN = dict(p_edge=0, p_shadow=0, p_ruled=0, p_squared=0, p_stray=0, p_spot=0, p_glare=0, p_motion=0,
              p_lowlight=0, p_border=0)
 
@@ -227,7 +229,7 @@ def test_a_digit_level_0_saw_in_pieces_is_read_in_its_line(photos_dir):
     from device.scenes import SceneOptions, scene
 
     glyphs = [g for g in photo_glyphs(photos_dir) if g.source == "z-yoscovits"]
-    hostile = SceneOptions(p_edge=0.8, p_shadow=0.8, p_ruled=0.3, p_squared=0.3, p_stray=0.5, p_glare=0.3)
+    hostile = SceneOptions(**HOSTILE)
     for i in (2, 35):
         frame, _, rec = scene(glyphs, 41, i, "number", blank_every=0, opts=hostile)
         small = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (320, 240), interpolation=cv2.INTER_AREA)
@@ -318,7 +320,7 @@ def test_blank_scenes_are_no_digit():
     from device.scenes import SceneOptions, scene
 
     glyphs = _scene_glyphs()
-    hostile = SceneOptions(p_edge=0.8, p_shadow=0.8, p_ruled=0.3, p_squared=0.3, p_stray=0.5, p_glare=0.3)
+    hostile = SceneOptions(**HOSTILE)
     for i in range(12):
         frame, rows, _ = scene(glyphs, 12, i, "digit", blank_every=1, opts=hostile)
         assert rows is None and prepare(frame).image is None, i
@@ -332,7 +334,7 @@ def test_a_hands_shadow_from_out_of_view_is_no_digit():
     from device.scenes import SceneOptions, scene
 
     glyphs = _scene_glyphs()
-    hostile = SceneOptions(p_edge=0.8, p_shadow=0.8, p_ruled=0.3, p_squared=0.3, p_stray=0.5, p_glare=0.3)
+    hostile = SceneOptions(**HOSTILE)
     for i in (1188, 1236):
         frame, rows, _ = scene(glyphs, 12, i, "digit", blank_every=1, opts=hostile)
         assert rows is None and prepare(frame).image is None and prepare_all(frame) == [], i
