@@ -50,6 +50,7 @@ class Blob:
     stroke: float = 0.0           # mean stroke width, px }
     contrast: float = -1.0        # mean ink (0-255)      }
     why: str | None = None        # None: not judged; "": digit-like; else the reason not
+    later: bool = False           # measured, its shape not judged yet (assess's ``seed``)
     _mask: np.ndarray | None = None
     cut: np.ndarray | None = None  # the whole level's ink above ``thr``, when it was cut from that
 
@@ -155,9 +156,12 @@ def extent(b: Blob, W: int, H: int, opts) -> str:
     return ""
 
 
-def assess(b: Blob, pool: list[Blob], opts, recut: bool = True) -> list[Blob]:
+def assess(b: Blob, pool: list[Blob], opts, recut: bool = True, seed=None) -> list[Blob]:
     """The digit-like blobs ``b`` yields: [b], none, or (for a large blob joined to fainter
-    lines) the digit-like blobs of its recut, which also join ``pool`` as possible pieces."""
+    lines) the digit-like blobs of its recut, which also join ``pool`` as possible pieces.
+    ``seed``: what the caller keeps of them (a test of a measured blob); a blob itself (not
+    recut) that fails it is not judged further here (``later``: :func:`grow` judges it if it
+    ever could join a digit), which spares the shape tests of level 1's thin digits."""
     H, W = b.im.ink.shape
     b.why = extent(b, W, H, opts)
     # Broader than a digit (but not a strip): perhaps a digit joined to a ruling, an underline
@@ -181,6 +185,9 @@ def assess(b: Blob, pool: list[Blob], opts, recut: bool = True) -> list[Blob]:
     b.measure()
     if b.stroke > 0.42 * b.h:
         b.why = "solid"
+    elif seed is not None and not seed(b):
+        b.why, b.later = None, True
+        return []
     else:
         b.why = continues(b) or on_step(b)
     return [] if b.why else [b]
@@ -359,6 +366,8 @@ def grow(seed: Blob, pool: list[Blob], taken: set[int], opts, alone: bool = Fals
         for b in near:
             if id(b) in taken:
                 continue
+            if b.later:   # (extent and solidity passed in assess)
+                b.why, b.later = continues(b) or on_step(b), False
             why = b.why if b.why is not None else extent(b, W, H, opts)
             if why in _NEVER_PART or (why == "wide" and b.w > 1.4 * seed.w):   # an underline
                 continue
@@ -423,7 +432,8 @@ def digits_at(im, opts, every: bool, thick: bool = False,
     strokes (what level 1 is for).  ``seed_contrast``: a digit's seed blob's mean ink must be at
     least this many times ``opts.min_contrast``.  The flag tells the caller that a stroke too wide for this
     level's kernel may be there: its interior is not ink at this level, so its edges look like
-    a blot or a shadow's fringe."""
+    a blot or a shadow's fringe (with ``thick``, only blobs that could be seeds are looked at
+    for shadows)."""
     H = im.ink.shape[0]
     if int(im.ink.max()) < opts.min_contrast:
         return [], False
@@ -432,14 +442,20 @@ def digits_at(im, opts, every: bool, thick: bool = False,
     seeds: list[Blob] = []
     pale: list[Blob] = []   # digit-like but paler than a seed: kept if in line with digits
     dark_refused = False
+    least = seed_contrast * opts.min_contrast
+
+    def thick_seed(s: Blob) -> bool:
+        return s.contrast >= max(least, opts.thick_contrast) and 2.5 <= s.stroke <= 0.3 * s.h and s.h >= 1.3 * im.k
+
     for b in order:
         if not every and seeds and b.h < seeds[0].h:
             break
-        for s in assess(b, pool, opts):
-            if every and not thick and s.contrast < seed_contrast * opts.min_contrast:
+        # (With ``thick``, a thin or pale blob is no seed whatever its shape: its shape is
+        # judged only if it might join a thick digit.)
+        for s in assess(b, pool, opts, seed=thick_seed if thick else None):
+            if every and not thick and s.contrast < least:
                 pale.append(s)
-            if s.contrast < seed_contrast * opts.min_contrast or (thick and (s.stroke < 2.5 or s.contrast < opts.thick_contrast
-                                                                   or s.h < 1.3 * im.k or s.stroke > 0.3 * s.h)):
+            if s.contrast < least or (thick and not thick_seed(s)):
                 continue
             seeds.append(s)
         seeds.sort(key=lambda s: -s.h)

@@ -578,6 +578,10 @@ def line_pieces(pyr: Pyramid, lines: list[list[Digit]], opts) -> list[Digit]:
             if (b.h < least and b.w < least) or b.h > most or b.x + b.w < lx0 or b.x > lx1 \
                     or min(b.y + b.h, ly1) - max(b.y, ly0) < 0.5 * b.h:
                 continue
+            # A piece on the frame's border (a sheet's or a shadow's edge going out of view) is
+            # on the copy's border too, where the closer look would turn its digit down.
+            if b.why == "touches the border":
+                continue
             bx0, by0, bx1, by1 = box = b.frame_box()
             if any(_overlaps(box, x) for x in boxes):
                 continue

@@ -238,6 +238,32 @@ def test_a_digit_level_0_saw_in_pieces_is_read_in_its_line(photos_dir):
         assert all(any(_on_digit(r, [v / 2 for v in d["box"]]) for r in regions) for d in rec["digits"]), i
 
 
+def test_level_1_judges_only_the_blobs_a_thick_digit_could_use(monkeypatch):
+    """Level 1 keeps only thick dark digits, so a thin or pale blob's shape tests (the flood
+    for a shadow, the steps) wait until it could join one of them: on hostile number scenes,
+    the digits found are those of judging every blob, and the thin ones are left unjudged."""
+    from device import blobs
+    from device.levels import Pyramid, find_digits
+    from device.preprocess import DEFAULT
+    from device.scenes import SceneOptions, scene
+
+    glyphs = _scene_glyphs()
+    hostile = SceneOptions(**HOSTILE)
+    unjudged = 0
+    for i in (4, 9, 12, 28, 52, 74, 96, 97):   # (thin blobs beside shadows and rulings)
+        frame, _, _ = scene(glyphs, 13, i, "number", blank_every=0, opts=hostile)
+        with Pyramid(frame, DEFAULT) as pyr:
+            lazy = [(d.x0, d.y0, d.x1, d.y1, d.im.scale) for d in find_digits(pyr, DEFAULT)]
+            unjudged += sum(b.later for b in pyr.level(1).blobs(DEFAULT.min_contrast))
+        with monkeypatch.context() as m:
+            judge = blobs.assess
+            m.setattr(blobs, "assess", lambda b, pool, opts, recut=True, seed=None: judge(b, pool, opts, recut))
+            with Pyramid(frame, DEFAULT) as pyr:
+                every = [(d.x0, d.y0, d.x1, d.y1, d.im.scale) for d in find_digits(pyr, DEFAULT)]
+        assert lazy == every, i
+    assert unjudged > 0
+
+
 def test_a_pale_digit_in_a_number_is_read():
     """One digit of a number paler than the rest (ink 20 % below the paper, as in a shadow's
     soft edge): too pale to start a digit alone, it is one beside the others in its line.
@@ -467,6 +493,21 @@ def test_downscales_are_exact_block_means_on_odd_sizes(shape):
     nh, nw = 20, max(1, round(w * 20 / h))
     acc = _block_sums(_block_sums(crop, nh, 0), nw, 1)
     assert np.array_equal(resample(crop, nw, nh), (acc + h * w // 2) // (h * w))
+
+
+def test_the_resampling_rounding_is_an_exact_floor_at_every_step():
+    """resample's one rounding, done by OpenCV's float scaling where that is safe, is
+    floor((acc + den // 2) / den) exactly, checked at every step of the floor (the sums on
+    either side of each multiple of den) for every divisor it meets: each den up to 4096
+    (area means of crops up to 64x64) and the powers of two (bilinear: 128 x 128)."""
+    from device.preprocess import _floor_div
+
+    for den in [*range(1, 4097), 8192, 16384, 32768]:
+        k = np.arange(256, dtype=np.int64) * den - den // 2
+        acc = np.concatenate([k + o for o in (-1, 0, 1, den - 1)])
+        acc = acc[(acc >= 0) & (acc + den // 2 < 256 * den)]
+        got = _floor_div(acc.astype(np.float32)[None, :], den)[0]
+        assert np.array_equal(got, (acc + den // 2) // den), den
 
 
 def test_enlarging_is_bilinear_and_keeps_flat_ink_flat():
