@@ -579,7 +579,8 @@ def line_pieces(pyr: Pyramid, lines: list[list[Digit]], opts) -> list[Digit]:
                     or min(b.y + b.h, ly1) - max(b.y, ly0) < 0.5 * b.h:
                 continue
             # A piece on the frame's border (a sheet's or a shadow's edge going out of view) is
-            # on the copy's border too, where the closer look would turn its digit down.
+            # on the copy's border too, where the closer look turns it down or recuts it: it
+            # added no digit to any number of the scene clips and cost up to 0.3 ms a frame.
             if b.why == "touches the border":
                 continue
             bx0, by0, bx1, by1 = box = b.frame_box()
