@@ -290,9 +290,9 @@ def fine_digits(pyr: Pyramid, digits: list[Digit], opts, every: bool = True) -> 
         return None
     with Pyramid(pyr.finer, opts, (pyr.finer, pyr.scale * 2)) as fine:
         im = fine.level(0)
-        # The ink's 90th percentile is above FINE_NOISE exactly when more than a tenth of
-        # the pixels are (a threshold and a count: a fraction of a histogram's cost).
-        if cv2.countNonZero(cv2.threshold(im.ink, FINE_NOISE, 255, cv2.THRESH_BINARY)[1]) > 0.1 * im.ink.size:
+        # (The ink's 90th percentile is above FINE_NOISE exactly when more than a tenth of
+        # the pixels are.)
+        if _grainy(im.ink, FINE_NOISE, 0.1):
             return []
         _assemble(im, opts)
         found = [d for d in digits_at(im, opts, every, seed_contrast=1.0)[0] if d.seed.stroke <= FINE_STROKE
@@ -369,6 +369,12 @@ def _assemble(im: InkMap, opts) -> None:
         pool.extend(joined(im, thr, parts, canvas, grown, cx0, cy0, least))
 
 
+def _grainy(ink: np.ndarray, level: int, share: float) -> bool:
+    """Is the ink above ``level`` on more than ``share`` of its pixels (dim light's grain)?  A
+    threshold and a count: a fraction of a histogram's cost."""
+    return cv2.countNonZero(cv2.threshold(ink, level, 255, cv2.THRESH_BINARY)[1]) > share * ink.size
+
+
 def _lit_paper(im: InkMap) -> int:
     """The lit paper's level: the paper level's 90th percentile, from every other row and
     column (the closing's plateaus are far wider than two pixels)."""
@@ -399,7 +405,7 @@ def pale_digit(pyr: Pyramid, opts) -> Digit | None:
     are judged already."""
     im = pyr.level(0)
     H, W = im.ink.shape
-    if cv2.countNonZero(cv2.threshold(im.ink, PALE_QUIET, 255, cv2.THRESH_BINARY)[1]) > 0.1 * im.ink.size:
+    if _grainy(im.ink, PALE_QUIET, 0.1):
         return None   # dim light's grain: a pale blob may be made of it
     pool = im.blobs(opts.min_contrast)
     lit = None
@@ -566,7 +572,7 @@ def line_pieces(pyr: Pyramid, lines: list[list[Digit]], opts) -> list[Digit]:
     # and most blobs of a textured frame are specks.)
     floor = LINE_PIECE * s0 * min(b[3] - b[1] for lb in line_boxes for b in lb)
     pool = [b for b in im0.blobs(opts.min_contrast) if (b.w >= floor or b.h >= floor) and id(b) not in taken]
-    looks = []   # (window to look at, band a digit must lie in, its least height, the piece): frame coordinates
+    looks = []   # (window to look at, band a digit must lie in, its least height): frame coordinates
     for lb in line_boxes:
         hm = sorted(b[3] - b[1] for b in lb)[len(lb) // 2]
         x0, y0 = min(b[0] for b in lb) - LINE_REACH * hm, min(b[1] for b in lb)
@@ -587,7 +593,7 @@ def line_pieces(pyr: Pyramid, lines: list[list[Digit]], opts) -> list[Digit]:
             if any(_overlaps(box, x) for x in boxes):
                 continue
             # The window: the piece and a digit's height around it, the band's rows and more.
-            looks.append(((bx0 - hm, y0 - hm, bx1 + hm, y1 + hm), band, LINE_SHORTEST * hm, box))
+            looks.append(((bx0 - hm, y0 - hm, bx1 + hm, y1 + hm), band, LINE_SHORTEST * hm))
     if not looks:
         return []
     # The finer copy's ink map in those windows alone, zero elsewhere (a textured desk or dim
@@ -601,8 +607,7 @@ def line_pieces(pyr: Pyramid, lines: list[list[Digit]], opts) -> list[Digit]:
                                     min(H, int(s * wy1) + 1)) for (wx0, wy0, wx1, wy1), *_ in looks]):
         if x1 - x0 > k and y1 - y0 > k:
             part = ink_map(finer[y0:y1, x0:x1], k)
-            if cv2.countNonZero(cv2.threshold(part.ink, FINE_NOISE, 255, cv2.THRESH_BINARY)[1]) \
-                    <= LINE_NOISE * part.ink.size:
+            if not _grainy(part.ink, FINE_NOISE, LINE_NOISE):
                 ink[y0:y1, x0:x1], paper[y0:y1, x0:x1] = part.ink, part.paper
     for bx0, by0, bx1, by1 in boxes:   # level 0's digits, read already: not judged again
         ink[max(0, int(s * by0)):int(s * by1) + 1, max(0, int(s * bx0)):int(s * bx1) + 1] = 0
@@ -613,7 +618,7 @@ def line_pieces(pyr: Pyramid, lines: list[list[Digit]], opts) -> list[Digit]:
         if any(_area(_intersection(box, x)) for x in boxes):
             continue
         if any(dx0 >= bx0 and dx1 <= bx1 and dy0 >= by0 and dy1 <= by1 and dy1 - dy0 >= least
-               for _, (bx0, by0, bx1, by1), least, _ in looks):
+               for _, (bx0, by0, bx1, by1), least in looks):
             out.append(d)
     im._blobs.clear()   # (the blobs refer back to the map: see Pyramid.__exit__)
     return out
