@@ -18,7 +18,8 @@ next to other marks, at any size and position.  The steps, each a function a tes
    the half-size level alone, about the cost of this project's first preprocessing), else the
    full two-level analysis (``levels.find_digits``); when its strokes look like a fine pen's
    (or it found none but thin pieces), a closer look at the copy of twice the working size
-   (``levels.fine_digits``); with still nothing, a digit level 0 saw whole but paler than a
+   (``levels.fine_digits``; with nothing found there, that copy smoothed and cut just above
+   its grain: a pale pen, dim light); with still nothing, a digit level 0 saw whole but paler than a
    seed, on even, lit paper (``levels.pale_digit``).  Every digit (:func:`prepare_all`): the
    same without the cheap tier and the pale fallback, then :func:`reading_order`, and where a
    line holds pieces level 0 made no digit of, the finer copy's digits there

@@ -196,6 +196,42 @@ def test_a_pale_fine_pen_digit_under_motion_blur_is_read():
     assert found >= 12, found
 
 
+def test_a_pale_fine_pen_in_dim_light_is_read_and_dim_blank_paper_is_not():
+    """Dim light's grain fills the closer look's copy of a pale ballpoint digit (60 % opaque)
+    at 320x240: the copy smoothed shows the line above the grain (``levels.smoothed_digits``).
+    Round 8's code read 3 of these 30; the same scenes without a digit stay "no digit"."""
+    from device.glyphs import with_pen
+    from device.scenes import SceneOptions, scene
+
+    glyphs = [with_pen(g, 0.012, strength=0.6) for g in _scene_glyphs()[:30]]
+    opts = SceneOptions(**{**PLAIN, "p_lowlight": 1.0}, min_height=0.2, max_height=0.5)
+    found = blank = 0
+    for i in range(30):
+        for seed, every in ((31, 0), (32, 1)):
+            frame, _, rec = scene(glyphs, seed, i, "digit", blank_every=every, opts=opts)
+            small = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (320, 240), interpolation=cv2.INTER_AREA)
+            p = prepare(small)
+            if every:
+                blank += p.image is None
+            else:
+                found += p.image is not None and _on_digit(p.region, [v / 2 for v in rec["digits"][0]["box"]])
+    assert found >= 9 and blank == 30, (found, blank)
+
+
+def test_smoothing_is_the_binomial_filter_in_integers():
+    """``levels.smooth``: [1 4 6 4 1] / 16 both ways, edges replicated, rounded half up, exact
+    (it equals the integer computation on noise, on flat and on alternating images)."""
+    from device.levels import smooth
+
+    rng = np.random.default_rng(5)
+    for g in (rng.integers(0, 256, (37, 53), dtype=np.uint8), np.full((9, 12), 255, np.uint8),
+              np.tile(np.array([0, 255], np.uint8), (10, 8)), rng.integers(120, 136, (24, 31), dtype=np.uint8)):
+        p = cv2.copyMakeBorder(g, 2, 2, 2, 2, cv2.BORDER_REPLICATE).astype(np.int64)
+        r = p[:, :-4] + p[:, 4:] + 4 * (p[:, 1:-3] + p[:, 3:-1]) + 6 * p[:, 2:-2]
+        want = (r[:-4] + r[4:] + 4 * (r[1:-3] + r[3:-1]) + 6 * r[2:-2] + 128) // 256
+        assert np.array_equal(smooth(g), want.astype(np.uint8))
+
+
 def test_a_fine_pens_number_beside_a_bold_mark():
     """A bold tick beside a number written with a ballpoint: level 0 sees the tick (strokes of
     an ordinary pen) and only fragments of the number, so the closer look must be taken for
