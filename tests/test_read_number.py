@@ -203,3 +203,32 @@ def test_an_open_four_is_one_digit_in_a_number():
             frame, _ = render_scene(rows, np.random.default_rng(seed), plain)
             got = "".join(str(postprocess(model.predict(p.image))[0]) for p in prepare_all(frame))
             assert got == want, (want, seed, got)
+
+
+def test_a_faint_digit_in_a_gap_of_a_number_is_read():
+    """Five digits, the middle one written with a pale ballpoint (40 % opaque, 1.5 % of its
+    height wide), at 320x240: level 0 and the closer look read the four others and leave a gap;
+    the copy smoothed in the line's rows reads the fifth (``levels.gap_digits``).  Round 9's
+    code before it read 0 of these 20 numbers."""
+    from device.glyphs import mnist_glyphs, with_pen
+    from device.preprocess import prepare_all
+    from device.runtime import Model
+    from device.scenes import SceneOptions, label_of, render_scene
+    from device.step import postprocess
+    from device.synth import load_sample
+
+    x, y = load_sample()
+    glyphs = mnist_glyphs(x[:200], y[:200])
+    plain = SceneOptions(p_edge=0, p_shadow=0, p_ruled=0, p_squared=0, p_stray=0, p_spot=0, p_glare=0,
+                         p_motion=0, p_lowlight=0, p_border=0)
+    model = Model(None, threads=1)
+    right = 0
+    for t in range(20):
+        rng = np.random.default_rng(100 + t)
+        row = [glyphs[int(i)] for i in rng.choice(len(glyphs), 5, replace=False)]
+        row = [with_pen(g, 0.015, strength=0.4) if j == 2 else with_pen(g, 0.06) for j, g in enumerate(row)]
+        frame, _ = render_scene([row], rng, plain)
+        small = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (320, 240), interpolation=cv2.INTER_AREA)
+        found = prepare_all(small)
+        right += "".join(str(postprocess(model.predict(p.image))[0]) for p in found) == label_of([row], "number")
+    assert right >= 10, right
