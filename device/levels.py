@@ -284,9 +284,11 @@ FINE_BESIDE = 1.0
 
 def fine_digits(pyr: Pyramid, digits: list[Digit], opts, every: bool = True) -> list[Digit] | None:
     """The digits of the copy at twice the working size when level 0's ``digits`` (or, with
-    none, its blobs) look like a fine pen's, else None: [] when the closer look found none or
-    the copy is too noisy to look at.  When only blobs beside level 0's digits look like a fine
-    pen's: level 0's digits and those the closer look finds clear of them, or None if none."""
+    none, its blobs) look like a fine pen's, else None: [] when the closer look found none.
+    With no digits at level 0 and none found there (or the copy too grainy to look at), or no
+    thin blob but ink at SMOOTH_HINT x the threshold: the digits of that copy smoothed
+    (:func:`smoothed_digits`).  When only blobs beside level 0's digits look like a fine pen's:
+    level 0's digits and those the closer look finds clear of them, or None if none."""
     if pyr.finer is None or len(digits) >= FINE_ENOUGH:
         return None
     why = _fine_pen(pyr, digits, opts)
