@@ -148,6 +148,20 @@ def halve(img: np.ndarray) -> np.ndarray:
     return cv2.resize(img, (w // 2, h // 2), None, 0, 0, cv2.INTER_AREA)   # (positional: keywords cost)
 
 
+def floor_div(acc: np.ndarray, den: int) -> np.ndarray:
+    """floor((acc + den // 2) / den) as uint8, for ``acc`` float32 holding integers whose
+    quotient is below 256.  Where it is safe, in one call: the floor is the nearest integer to
+    (acc + c) / den, c = 1/2 for an even den and 0 for an odd one, which lies at least
+    1 / (2 den) from a tie (acc is an integer); OpenCV's float32 product and sum err by under
+    3e-5 on values below 256, inside that margin while den <= 4096, and not at all for a power
+    of two (bilinear both ways: 128 x 128)."""
+    if den <= 4096 or not den & (den - 1):
+        return cv2.convertScaleAbs(acc, None, 1.0 / den, 0.5 / den if den % 2 == 0 else 0.0)
+    acc += den // 2
+    acc /= den
+    return acc.astype(np.uint8)
+
+
 # ink_map's divisor per paper level: at least 40 (a dark desk's floor, below), as float32 like
 # the numerator, looked up: numpy divides float32 by a uint8 array through a slow casting loop.
 _PAPER_FLOOR = np.maximum(np.arange(256), 40).astype(np.float32)
@@ -343,12 +357,10 @@ SMOOTH_HINT = 0.75
 def smooth(gray: np.ndarray) -> np.ndarray:
     """``gray`` (uint8) filtered by [1 4 6 4 1] / 16 in each direction, edges replicated,
     rounded half up, the same bytes on every CPU: the sums are integers below 2**24, which
-    float32 holds exactly in any order of summing, and the division by 256 is exact with the
-    rounding of :func:`device.preprocess._floor_div` (an integer plus a half over a power of two
-    is never a tie).  (OpenCV's GaussianBlur on uint8 is routed through builds that may round
-    otherwise, as its resize is on ARM.)"""
-    acc = cv2.sepFilter2D(gray, cv2.CV_32F, _BINOMIAL, _BINOMIAL, None, (-1, -1), 0.0, cv2.BORDER_REPLICATE)
-    return cv2.convertScaleAbs(acc, None, 1.0 / 256, 0.5 / 256)
+    float32 holds exactly in any order of summing, and :func:`floor_div` by 256 is exact.
+    (OpenCV's GaussianBlur on uint8 is routed through builds that may round otherwise, as its
+    resize is on ARM.)"""
+    return floor_div(cv2.sepFilter2D(gray, cv2.CV_32F, _BINOMIAL, _BINOMIAL, None, (-1, -1), 0.0, cv2.BORDER_REPLICATE), 256)
 
 
 _BINOMIAL = np.array([1, 4, 6, 4, 1], np.float32)
@@ -365,8 +377,7 @@ def smoothed_digits(pyr: Pyramid, opts, every: bool, read: list | None = None,
     k = kernels(max(finer.shape[:2]))[0]
     r0, r1 = rows or (0, finer.shape[0])
     part = ink_map(smooth(finer[r0:r1]), k, s)
-    for bx0, by0, bx1, by1 in read or ():
-        part.ink[max(0, int(s * by0) - r0):max(0, int(s * by1) + 1 - r0), max(0, int(s * bx0)):int(s * bx1) + 1] = 0
+    _blank(part.ink, read or (), s, r0)
     # (The grain's 90th percentile from every other row and column: a statistic of the grain.)
     cum = cv2.calcHist([np.ascontiguousarray(part.ink[::2, ::2])], [0], None, [256], [0, 256]).ravel().cumsum()
     thr = max(SMOOTH_FLOOR, int(round(SMOOTH_GRAIN * np.searchsorted(cum, 0.9 * cum[-1]))))
@@ -410,10 +421,9 @@ def gap_digits(pyr: Pyramid, lines: list[list[Digit]], opts) -> list[Digit]:
     bands, gap = [], False
     for line in many:
         lb = [d.frame_box() for d in line]
-        hm = sorted(b[3] - b[1] for b in lb)[len(lb) // 2]
+        hm, x0, y0, x1, y1 = _line_extent(lb)
         gap = gap or any(b[0] - a[2] >= LINE_GAP * hm for a, b in zip(lb, lb[1:]))
-        bands.append((min(b[0] for b in lb) - LINE_REACH * hm, min(b[1] for b in lb) - 0.2 * hm,
-                      max(b[2] for b in lb) + LINE_REACH * hm, max(b[3] for b in lb) + 0.2 * hm, LINE_SHORTEST * hm))
+        bands.append((x0, y0 - 0.2 * hm, x1, y1 + 0.2 * hm, LINE_SHORTEST * hm))
     if not gap:
         return []
     boxes = [d.frame_box() for line in lines for d in line]
@@ -421,9 +431,8 @@ def gap_digits(pyr: Pyramid, lines: list[list[Digit]], opts) -> list[Digit]:
     rows = (max(0, int(s * min(b[1] for b in bands)) - 1), min(H, int(s * max(b[3] for b in bands)) + 2))
     out = []
     for d in smoothed_digits(pyr, opts, True, boxes, rows):
-        dx0, dy0, dx1, dy1 = box = d.frame_box()
-        if not any(_area(_intersection(box, x)) for x in boxes) and any(
-                dx0 >= x0 and dx1 <= x1 and dy0 >= y0 and dy1 <= y1 and dy1 - dy0 >= least for x0, y0, x1, y1, least in bands):
+        box = d.frame_box()
+        if _joins(box, boxes, bands):
             out.append(d)
             boxes.append(box)
     return out
@@ -676,6 +685,29 @@ LINE_SHORTEST = 0.6
 LINE_NOISE = 0.25
 
 
+def _line_extent(lb: list) -> tuple[float, float, float, float, float]:
+    """A line's digit boxes (frame coordinates, left to right) -> (their median height hm,
+    x0, y0, x1, y1): the line's rows, its columns reaching LINE_REACH x hm beyond its ends."""
+    hm = sorted(b[3] - b[1] for b in lb)[len(lb) // 2]
+    return (hm, min(b[0] for b in lb) - LINE_REACH * hm, min(b[1] for b in lb),
+            max(b[2] for b in lb) + LINE_REACH * hm, max(b[3] for b in lb))
+
+
+def _joins(box, read: list, bands: list) -> bool:
+    """Does a digit found at ``box`` join a line: clear of every digit ``read``, inside a band
+    (x0, y0, x1, y1, least height) and at least as tall as it asks?"""
+    dx0, dy0, dx1, dy1 = box
+    return not any(_area(_intersection(box, x)) for x in read) and any(
+        dx0 >= x0 and dx1 <= x1 and dy0 >= y0 and dy1 <= y1 and dy1 - dy0 >= least for x0, y0, x1, y1, least in bands)
+
+
+def _blank(ink: np.ndarray, boxes: list, s: float, r0: int = 0) -> None:
+    """Zero ``ink`` (the rows from ``r0`` of a map at scale ``s``) under the frame ``boxes`` of
+    digits read already: they are not judged again."""
+    for bx0, by0, bx1, by1 in boxes:
+        ink[max(0, int(s * by0) - r0):max(0, int(s * by1) + 1 - r0), max(0, int(s * bx0)):int(s * bx1) + 1] = 0
+
+
 def line_pieces(pyr: Pyramid, lines: list[list[Digit]], opts) -> list[Digit]:
     """The digits the closer look adds where level 0 left pieces in line with a number's
     digits (see LINE_PIECE), else []."""
@@ -692,12 +724,10 @@ def line_pieces(pyr: Pyramid, lines: list[list[Digit]], opts) -> list[Digit]:
     # and most blobs of a textured frame are specks.)
     floor = LINE_PIECE * s0 * min(b[3] - b[1] for lb in line_boxes for b in lb)
     pool = [b for b in im0.blobs(opts.min_contrast) if (b.w >= floor or b.h >= floor) and id(b) not in taken]
-    looks = []   # (window to look at, band a digit must lie in, its least height): frame coordinates
+    looks = []   # (window to look at, band a digit must lie in with its least height): frame coordinates
     for lb in line_boxes:
-        hm = sorted(b[3] - b[1] for b in lb)[len(lb) // 2]
-        x0, y0 = min(b[0] for b in lb) - LINE_REACH * hm, min(b[1] for b in lb)
-        x1, y1 = max(b[2] for b in lb) + LINE_REACH * hm, max(b[3] for b in lb)
-        band = (x0, y0 - 0.2 * hm, x1, y1 + 0.2 * hm)
+        hm, x0, y0, x1, y1 = _line_extent(lb)
+        band = (x0, y0 - 0.2 * hm, x1, y1 + 0.2 * hm, LINE_SHORTEST * hm)
         least, most = LINE_PIECE * hm * s0, LINE_TALLEST * hm * s0   # (level 0's pixels)
         ly0, ly1, lx0, lx1 = y0 * s0, y1 * s0, x0 * s0, x1 * s0
         for b in pool:
@@ -713,7 +743,7 @@ def line_pieces(pyr: Pyramid, lines: list[list[Digit]], opts) -> list[Digit]:
             if any(_overlaps(box, x) for x in boxes):
                 continue
             # The window: the piece and a digit's height around it, the band's rows and more.
-            looks.append(((bx0 - hm, y0 - hm, bx1 + hm, y1 + hm), band, LINE_SHORTEST * hm))
+            looks.append(((bx0 - hm, y0 - hm, bx1 + hm, y1 + hm), band))
     if not looks:
         return []
     # The finer copy's ink map in those windows alone, zero elsewhere (a textured desk or dim
@@ -724,22 +754,15 @@ def line_pieces(pyr: Pyramid, lines: list[list[Digit]], opts) -> list[Digit]:
     k = kernels(max(H, W))[0]
     ink, paper = np.zeros_like(finer), np.zeros_like(finer)
     for x0, y0, x1, y1 in _merged([(max(0, int(s * wx0)), max(0, int(s * wy0)), min(W, int(s * wx1) + 1),
-                                    min(H, int(s * wy1) + 1)) for (wx0, wy0, wx1, wy1), *_ in looks]):
+                                    min(H, int(s * wy1) + 1)) for (wx0, wy0, wx1, wy1), _ in looks]):
         if x1 - x0 > k and y1 - y0 > k:
             part = ink_map(finer[y0:y1, x0:x1], k)
             if not _grainy(part.ink, FINE_NOISE, LINE_NOISE):
                 ink[y0:y1, x0:x1], paper[y0:y1, x0:x1] = part.ink, part.paper
-    for bx0, by0, bx1, by1 in boxes:   # level 0's digits, read already: not judged again
-        ink[max(0, int(s * by0)):int(s * by1) + 1, max(0, int(s * bx0)):int(s * bx1) + 1] = 0
+    _blank(ink, boxes, s)   # (level 0's digits)
     im = InkMap(ink, finer, paper, s, k)
-    out = []
-    for d in digits_at(im, opts, True)[0]:
-        dx0, dy0, dx1, dy1 = box = d.frame_box()
-        if any(_area(_intersection(box, x)) for x in boxes):
-            continue
-        if any(dx0 >= bx0 and dx1 <= bx1 and dy0 >= by0 and dy1 <= by1 and dy1 - dy0 >= least
-               for _, (bx0, by0, bx1, by1), least in looks):
-            out.append(d)
+    bands = [band for _, band in looks]
+    out = [d for d in digits_at(im, opts, True)[0] if _joins(d.frame_box(), boxes, bands)]
     im._blobs.clear()   # (the blobs refer back to the map: see Pyramid.__exit__)
     return out
 

@@ -41,7 +41,8 @@ import numpy as np
 import cv2  # OpenCV is a device dependency; only the preprocessing and the sources need it
 
 from device.blobs import Digit
-from device.levels import MIN_SIDE, Pyramid, find_digits, fine_digits, gap_digits, line_pieces, pale_digit, quick_digit
+from device.levels import (MIN_SIDE, Pyramid, find_digits, fine_digits, floor_div, gap_digits, line_pieces, pale_digit,
+                           quick_digit)
 
 # The images here are tiny (<= 192 px): OpenCV's worker threads cost more in hand-offs than they
 # save, and on a Pi the cores belong to the interpreter.
@@ -211,24 +212,10 @@ def resample(img: np.ndarray, width: int, height: int) -> np.ndarray:
         # k + 1 otherwise (the gap, >= 1/den, is wider than half an ulp below 256; every den
         # checked).  numpy's floor division costs several times a whole product here.  (The
         # uint8 image goes in as it is: numpy converts it to float32 for the product itself.)
-        return _floor_div(np.dot(np.dot(wy, img), wx.T), den)
+        return floor_div(np.dot(np.dot(wy, img), wx.T), den)
     acc = np.dot(np.dot(wy.astype(np.float64), img.astype(np.float64)), wx.T.astype(np.float64)).astype(np.int64)
     acc += den // 2
     acc //= den
-    return acc.astype(np.uint8)
-
-
-def _floor_div(acc: np.ndarray, den: int) -> np.ndarray:
-    """floor((acc + den // 2) / den) as uint8, for ``acc`` float32 holding integers whose
-    quotient is below 256.  Where it is safe, in one call: the floor is the nearest integer to
-    (acc + c) / den, c = 1/2 for an even den and 0 for an odd one, which lies at least
-    1 / (2 den) from a tie (acc is an integer); OpenCV's float32 product and sum err by under
-    3e-5 on values below 256, inside that margin while den <= 4096, and not at all for a power
-    of two (bilinear both ways: 128 x 128)."""
-    if den <= 4096 or not den & (den - 1):
-        return cv2.convertScaleAbs(acc, None, 1.0 / den, 0.5 / den if den % 2 == 0 else 0.0)
-    acc += den // 2
-    acc /= den
     return acc.astype(np.uint8)
 
 

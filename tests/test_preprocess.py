@@ -64,6 +64,12 @@ PLAIN = dict(p_edge=0, p_shadow=0, p_ruled=0, p_squared=0, p_stray=0, p_spot=0, 
              p_lowlight=0, p_border=0)
 
 
+def _lores(frame):
+    """A 640x480 BGR scene as the Pi camera's lores stream (and a replay's reduced decode) gives
+    it: gray, 320x240."""
+    return cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (320, 240), interpolation=cv2.INTER_AREA)
+
+
 def _scene_glyphs():
     from device.glyphs import mnist_glyphs
     from device.synth import load_sample
@@ -170,7 +176,7 @@ def test_a_fine_pen_is_found_in_the_finer_copy():
     paths = set()
     for i in range(20):
         frame, _, rec = scene(glyphs, 13, i, "digit", blank_every=0, opts=opts)
-        small = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (320, 240), interpolation=cv2.INTER_AREA)
+        small = _lores(frame)
         for key, f, k in (("640", frame, 1), ("320", small, 2)):
             p = prepare(f)
             found[key] += p.image is not None and _on_digit(p.region, [v / k for v in rec["digits"][0]["box"]])
@@ -190,7 +196,7 @@ def test_a_pale_fine_pen_digit_under_motion_blur_is_read():
     found = 0
     for i in range(30):
         frame, _, rec = scene(glyphs, 21, i, "digit", blank_every=0, opts=opts)
-        small = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (320, 240), interpolation=cv2.INTER_AREA)
+        small = _lores(frame)
         p = prepare(small)
         found += p.image is not None and _on_digit(p.region, [v / 2 for v in rec["digits"][0]["box"]])
     assert found >= 12, found
@@ -209,7 +215,7 @@ def test_a_pale_fine_pen_in_dim_light_is_read_and_dim_blank_paper_is_not():
     for i in range(30):
         for seed, every in ((31, 0), (32, 1)):
             frame, _, rec = scene(glyphs, seed, i, "digit", blank_every=every, opts=opts)
-            small = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (320, 240), interpolation=cv2.INTER_AREA)
+            small = _lores(frame)
             p = prepare(small)
             if every:
                 blank += p.image is None
@@ -268,7 +274,7 @@ def test_a_digit_level_0_saw_in_pieces_is_read_in_its_line(photos_dir):
     hostile = SceneOptions(**HOSTILE)
     for i in (2, 35):
         frame, _, rec = scene(glyphs, 41, i, "number", blank_every=0, opts=hostile)
-        small = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (320, 240), interpolation=cv2.INTER_AREA)
+        small = _lores(frame)
         regions = [p.region for p in prepare_all(small)]
         assert len(regions) == len(rec["digits"]), (i, regions)
         assert all(any(_on_digit(r, [v / 2 for v in d["box"]]) for r in regions) for d in rec["digits"]), i
@@ -536,13 +542,13 @@ def test_the_resampling_rounding_is_an_exact_floor_at_every_step():
     floor((acc + den // 2) / den) exactly, checked at every step of the floor (the sums on
     either side of each multiple of den) for every divisor it meets: each den up to 4096
     (area means of crops up to 64x64) and the powers of two (bilinear: 128 x 128)."""
-    from device.preprocess import _floor_div
+    from device.levels import floor_div
 
     for den in [*range(1, 4097), 8192, 16384, 32768]:
         k = np.arange(256, dtype=np.int64) * den - den // 2
         acc = np.concatenate([k + o for o in (-1, 0, 1, den - 1)])
         acc = acc[(acc >= 0) & (acc + den // 2 < 256 * den)]
-        got = _floor_div(acc.astype(np.float32)[None, :], den)[0]
+        got = floor_div(acc.astype(np.float32)[None, :], den)[0]
         assert np.array_equal(got, (acc + den // 2) // den), den
 
 
