@@ -16,9 +16,12 @@ A blob is judged by what it looks like, not by its size alone:
   shadowed side of it is the step (a shadow's or the sheet's edge), not ink.
 
 A large blob that fails only for its extent may be a digit joined to a faint ruling or the
-sheet's edge: it is cut again at half its own ink level, where paler lines fall away.  A digit
-is then a digit-like blob plus the pieces that share its columns (a 4's second stroke, a 5's
-flag, a stroke cut by a ruling).
+sheet's edge: it is cut again at half its own ink level, where paler lines fall away; and
+where rulings as pale as the digit run through it (a hairline pen's), without the rulings
+(:func:`unruled`: thin, straight and long).  A digit is then a digit-like blob plus the pieces
+that share its columns (a 4's second stroke, a 5's flag, a stroke cut by a ruling), and, for a
+pale seed, the pieces paler ink joins to it (:class:`_Bridges`: a hairline 0 whose top and
+bottom fell under the threshold).
 
 Blobs are judged lazily, tallest first, so a frame with one digit judges one or two of them;
 plain Python on a handful of tuples beats numpy's per-call overhead at these sizes.
@@ -141,6 +144,46 @@ def joined(im, thr: int, parts: list[Blob], canvas: np.ndarray, outline: np.ndar
 _RECUT = ("touches the border", "wide", "too tall")
 
 
+# A ruling through a blob: ink under RULE_RUN px thick (along the level's columns) across at
+# least RULE_LONG of the level's width (a digit's bar is far shorter).  Its cut replaces the
+# level's recut when the tallest digit-like piece it leaves is RULE_TALLER x the recut's.
+RULE_LONG = 0.4
+RULE_RUN = 4
+RULE_TALLER = 1.5
+_RULE_K = np.ones((RULE_RUN, 1), np.uint8)
+
+
+def unruled(b: Blob) -> np.ndarray | None:
+    """``b``'s mask without the rulings through it, or None when none runs through it.  A
+    hairline pen's digit is as pale as the ruling it touches, so no threshold parts them; but
+    a ruling is straight, thin and long.  Each thin piece at least RULE_LONG of the level wide
+    is fitted by a line (least squares of its rows on its columns, in integers and IEEE
+    divisions: the same pixels on every CPU), and the thin ink within a pixel of that line goes
+    across the whole blob, also where digits cut the ruling into shorter pieces.  A stroke
+    crossing the ruling keeps its pixels there (it is thicker than RULE_RUN along the columns).
+    (A squared sheet's upright lines, taken out the same way, cost more digits than they gave.)"""
+    W = b.im.ink.shape[1]
+    m = b.mask()
+    thin = cv2.subtract(m, cv2.morphologyEx(m, cv2.MORPH_OPEN, _RULE_K))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(thin, None, 8)
+    lines = None
+    for i in range(1, n):
+        if stats[i, cv2.CC_STAT_WIDTH] < RULE_LONG * W:
+            continue
+        xy = cv2.findNonZero(cv2.compare(labels, i, cv2.CMP_EQ)).reshape(-1, 2).astype(np.int64)
+        k = len(xy)
+        sx, sy = int(xy[:, 0].sum()), int(xy[:, 1].sum())
+        sxx, sxy = int((xy[:, 0] * xy[:, 0]).sum()), int((xy[:, 0] * xy[:, 1]).sum())
+        slope = (k * sxy - sx * sy) / (k * sxx - sx * sx)   # (> 0: the piece is RULE_LONG wide)
+        ends = [(x, int(round(sy / k + slope * (x - sx / k)))) for x in (0, b.w - 1)]
+        if lines is None:
+            lines = np.zeros_like(m)
+        cv2.line(lines, ends[0], ends[1], 255, 3)
+    if lines is None:
+        return None
+    return cv2.subtract(m, cv2.bitwise_and(lines, thin))
+
+
 def extent(b: Blob, W: int, H: int, opts) -> str:
     """What the box alone rules out ("" when nothing)."""
     if b.x == 0 or b.y == 0 or b.x + b.w == W or b.y + b.h == H:
@@ -171,15 +214,27 @@ def assess(b: Blob, pool: list[Blob], opts, recut: bool = True, seed=None) -> li
     if (b.why in _RECUT or broad) and recut and b.h >= opts.min_height * H:
         b.measure()
         peak = cv2.minMaxLoc(b.im.ink[b.y:b.y + b.h, b.x:b.x + b.w], b.mask())[1]
+        found = None
         if peak >= 2 * b.thr:
             sub = int(max(b.thr + 12, 0.5 * peak))
             _, roi = cv2.threshold(b.im.ink[b.y:b.y + b.h, b.x:b.x + b.w], sub, 255, cv2.THRESH_BINARY)
             parts = blobs_of(b.im, sub, cv2.bitwise_and(roi, b.mask()), b.x, b.y)
             pool.extend(parts)
-            found = [d for p in sorted(parts, key=lambda p: -p.h) for d in assess(p, pool, opts, False)]
-            if not broad or (found and found[0].h >= 0.7 * b.h):
-                b.why = b.why or "recut"
-                return found
+            cut = [d for p in sorted(parts, key=lambda p: -p.h) for d in assess(p, pool, opts, False)]
+            if not broad or (cut and cut[0].h >= 0.7 * b.h):
+                found = cut
+        if b.w >= RULE_LONG * W:
+            keep = unruled(b)
+            if keep is not None:
+                parts = blobs_of(b.im, b.thr, keep, b.x, b.y)
+                pool.extend(parts)
+                cut = [d for p in sorted(parts, key=lambda p: -p.h) for d in assess(p, pool, opts, False)]
+                if cut and (not found or max(d.h for d in cut) >= RULE_TALLER * max(d.h for d in found)):
+                    b.why = b.why or "ruled"
+                    return cut
+        if found is not None:
+            b.why = b.why or "recut"
+            return found
     if b.why:
         return []
     b.measure()
@@ -360,6 +415,7 @@ def grow(seed: Blob, pool: list[Blob], taken: set[int], opts, alone: bool = Fals
     x0, y0, x1, y1 = seed.x - seed.h, seed.y - reach, seed.x + seed.w + seed.h, seed.y + seed.h + reach
     near = [b for b in pool if b.x < x1 and b.x + b.w > x0 and b.y < y1 and b.y + b.h > y0
             and (b.w >= least or b.h >= least) and id(b) not in taken]
+    bridges = None
     grown = True
     while grown:
         grown = False
@@ -377,24 +433,75 @@ def grow(seed: Blob, pool: list[Blob], taken: set[int], opts, alone: bool = Fals
             flag = b.h <= 0.35 * dh and b.y + b.h <= d.y0 + 0.3 * dh
             # Beside the seed (alone): a stroke of the digit, not a speck and not taller than it.
             beside = min(b.y + b.h, d.y1) - max(b.y, d.y0) >= 0.5 * b.h
-            if shared < max(1, (0.25 if flag else 0.5) * min(b.w, dw)) and not (
-                    alone and shared > -0.25 * seed.h and beside and max(b.w, b.h) >= 0.4 * seed.h and b.h <= seed.h) \
-                    and not (not alone and _arm(b, seed)):
-                continue
-            if max(b.y - d.y1, d.y0 - (b.y + b.h)) > 0.25 * max(b.h, dh):
-                continue
-            uw = max(b.x + b.w, d.x1) - min(b.x, d.x0)
-            uh = max(b.y + b.h, d.y1) - min(b.y, d.y0)
+            part = b
+            if (shared < max(1, (0.25 if flag else 0.5) * min(b.w, dw)) and not (
+                    alone and shared > -0.25 * seed.h and beside and max(b.w, b.h) >= 0.4 * seed.h and b.h <= seed.h)
+                    and not (not alone and _arm(b, seed))
+                    or max(b.y - d.y1, d.y0 - (b.y + b.h)) > 0.25 * max(b.h, dh)):
+                bridges = bridges or _Bridges(seed, (x0, y0, x1, y1))
+                part = bridges.joining(b)
+                if part is None:
+                    continue
+            uw = max(part.x + part.w, d.x1) - min(part.x, d.x0)
+            uh = max(part.y + part.h, d.y1) - min(part.y, d.y0)
             if uw > 1.25 * uh or uh > limit:
                 continue
             b.measure()
             if b.contrast < 0.35 * seed.contrast:
                 continue
-            d.parts.append(b)
-            d.x0, d.y0, d.x1, d.y1 = min(d.x0, b.x), min(d.y0, b.y), max(d.x1, b.x + b.w), max(d.y1, b.y + b.h)
+            d.parts.append(part)
+            d.x0, d.y0 = min(d.x0, part.x), min(d.y0, part.y)
+            d.x1, d.y1 = max(d.x1, part.x + part.w), max(d.y1, part.y + part.h)
             taken.add(id(b))
             grown = True
     return d
+
+
+BRIDGE = 0.5
+BRIDGE_HALF = 0.5
+BRIDGE_FILL = 0.35
+BRIDGE_PALE = 2.0
+
+
+class _Bridges:
+    """The paler ink around a seed, which may join a piece to it: the 8-connected pieces of the
+    ink at BRIDGE x the seed's mean ink (at least BRIDGE_HALF x the threshold) in ``window`` (the
+    reach of :func:`grow`), cut once when a piece first asks.  A hairline digit under motion
+    blur or in dim light falls apart at the threshold (a 0 into its two sides, a 4 into its
+    stem and its arm); the piece of paler ink holding both is the digit whole.  Where that paler
+    ink covers more than BRIDGE_FILL of the window it is grain, and joins nothing."""
+
+    def __init__(self, seed: Blob, window):
+        self.seed, self.window, self.labels = seed, window, None
+
+    def joining(self, b: Blob) -> Blob | None:
+        """The paler piece holding ``b`` and the seed, as a blob (cut at the paler level), or None."""
+        seed, im = self.seed, self.seed.im
+        if self.labels is None:
+            seed.measure()
+            if seed.contrast > BRIDGE_PALE * seed.thr:
+                self.labels = False
+                return None
+            H, W = im.ink.shape
+            x0, y0, x1, y1 = (int(v) for v in self.window)
+            self.x0, self.y0 = x0, y0 = max(0, x0), max(0, y0)
+            x1, y1 = min(W, x1), min(H, y1)
+            self.thr = max(BRIDGE_HALF * seed.thr, BRIDGE * seed.contrast)
+            low = cv2.threshold(im.ink[y0:y1, x0:x1], self.thr, 255, cv2.THRESH_BINARY)[1]
+            if cv2.countNonZero(low) > BRIDGE_FILL * low.size:
+                self.labels = False
+            else:
+                self.labels = cv2.connectedComponents(low, None, 8)[1]
+                sx, sy = seed.contour[0][0]
+                self.a = self.labels[sy - y0, sx - x0] if (0 <= sy - y0 < y1 - y0 and 0 <= sx - x0 < x1 - x0) else 0
+        if self.labels is False or not self.a:
+            return None
+        bx, by = b.contour[0][0]
+        h, w = self.labels.shape
+        if not (0 <= by - self.y0 < h and 0 <= bx - self.x0 < w) or self.labels[by - self.y0, bx - self.x0] != self.a:
+            return None
+        found = blobs_of(im, self.thr, cv2.compare(self.labels, int(self.a), cv2.CMP_EQ), self.x0, self.y0)
+        return max(found, key=lambda c: c.w * c.h) if found else None
 
 
 def _arm(b: Blob, seed: Blob) -> bool:
