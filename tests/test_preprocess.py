@@ -206,22 +206,29 @@ def test_a_pale_fine_pen_in_dim_light_is_read_and_dim_blank_paper_is_not():
     """Dim light's grain fills the closer look's copy of a pale ballpoint digit (60 % opaque)
     at 320x240: the copy smoothed shows the line above the grain (``levels.smoothed_digits``).
     Round 8's code read 3 of these 30; the same scenes without a digit stay "no digit"."""
+    found, blank = _pen_scenes(0.012, "p_lowlight", (31, 32))
+    assert found >= 9 and blank == 30, (found, blank)
+
+
+def _pen_scenes(width: float, condition: str, seeds: tuple[int, int]) -> tuple[int, int]:
+    """30 plain scenes of ``condition`` with an MNIST digit redrawn with a pen ``width`` x its
+    height wide at 60 % opacity (seeds[0]), and 30 without a digit (seeds[1]), at 320x240:
+    (digits found where they are, blank scenes read "no digit")."""
     from device.glyphs import with_pen
     from device.scenes import SceneOptions, scene
 
-    glyphs = [with_pen(g, 0.012, strength=0.6) for g in _scene_glyphs()[:30]]
-    opts = SceneOptions(**{**PLAIN, "p_lowlight": 1.0}, min_height=0.2, max_height=0.5)
+    glyphs = [with_pen(g, width, strength=0.6) for g in _scene_glyphs()[:30]]
+    opts = SceneOptions(**{**PLAIN, condition: 1.0}, min_height=0.2, max_height=0.5)
     found = blank = 0
     for i in range(30):
-        for seed, every in ((31, 0), (32, 1)):
+        for seed, every in zip(seeds, (0, 1)):
             frame, _, rec = scene(glyphs, seed, i, "digit", blank_every=every, opts=opts)
-            small = _lores(frame)
-            p = prepare(small)
+            p = prepare(_lores(frame))
             if every:
                 blank += p.image is None
             else:
                 found += p.image is not None and _on_digit(p.region, [v / 2 for v in rec["digits"][0]["box"]])
-    assert found >= 9 and blank == 30, (found, blank)
+    return found, blank
 
 
 def test_a_hairline_digit_on_ruled_paper_is_read_and_blank_ruled_paper_is_not():
@@ -230,20 +237,7 @@ def test_a_hairline_digit_on_ruled_paper_is_read_and_blank_ruled_paper_is_not():
     their shape (``blobs.unruled``: thin, straight, across the frame).  The code before read 17
     of these 30 digits, now 24.  Ruled sheets without a digit stay "no digit" (one of these 30,
     where the margin line crosses a ruling, was read as a digit before as now: the smoothed look)."""
-    from device.glyphs import with_pen
-    from device.scenes import SceneOptions, scene
-
-    glyphs = [with_pen(g, 0.008, strength=0.6) for g in _scene_glyphs()[:30]]
-    opts = SceneOptions(**{**PLAIN, "p_ruled": 1.0}, min_height=0.2, max_height=0.5)
-    found = blank = 0
-    for i in range(30):
-        for seed, every in ((41, 0), (43, 1)):
-            frame, _, rec = scene(glyphs, seed, i, "digit", blank_every=every, opts=opts)
-            p = prepare(_lores(frame))
-            if every:
-                blank += p.image is None
-            else:
-                found += p.image is not None and _on_digit(p.region, [v / 2 for v in rec["digits"][0]["box"]])
+    found, blank = _pen_scenes(0.008, "p_ruled", (41, 43))
     assert found >= 22 and blank >= 29, (found, blank)
 
 
