@@ -165,16 +165,20 @@ def unruled(b: Blob) -> np.ndarray | None:
     W = b.im.ink.shape[1]
     m = b.mask()
     thin = cv2.subtract(m, cv2.morphologyEx(m, cv2.MORPH_OPEN, _RULE_K))
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(thin, None, 8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(thin, None, 8)
+    # A line: long (two columns at least, for a slope), about as many pixels as columns (a
+    # ruling is 1-3 px thick) and no taller than a sheet's tilt allows; grain's thin pieces
+    # branch and wander (and are many: they are picked in one numpy pass).
+    w, h, area = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT], stats[:, cv2.CC_STAT_AREA]
+    long = (w >= max(2, RULE_LONG * W)) & (area <= 3 * w) & (h <= 0.3 * w + RULE_RUN)
+    long[0] = False   # (the background)
     lines = None
-    for i in range(1, n):
-        if stats[i, cv2.CC_STAT_WIDTH] < RULE_LONG * W:
-            continue
+    for i in np.flatnonzero(long).tolist():
         xy = cv2.findNonZero(cv2.compare(labels, i, cv2.CMP_EQ)).reshape(-1, 2).astype(np.int64)
         k = len(xy)
         sx, sy = int(xy[:, 0].sum()), int(xy[:, 1].sum())
         sxx, sxy = int((xy[:, 0] * xy[:, 0]).sum()), int((xy[:, 0] * xy[:, 1]).sum())
-        slope = (k * sxy - sx * sy) / (k * sxx - sx * sx)   # (> 0: the piece is RULE_LONG wide)
+        slope = (k * sxy - sx * sy) / (k * sxx - sx * sx)   # (the divisor > 0: two columns or more)
         ends = [(x, int(round(sy / k + slope * (x - sx / k)))) for x in (0, b.w - 1)]
         if lines is None:
             lines = np.zeros_like(m)
