@@ -203,6 +203,14 @@ def extent(b: Blob, W: int, H: int, opts) -> str:
     return ""
 
 
+def _judged(b: Blob, thr: float, binary: np.ndarray, pool: list[Blob], opts) -> list[Blob]:
+    """The digit-like blobs of ``binary`` (over ``b``'s box, cut at ``thr``), tallest first;
+    every blob of it joins ``pool`` as a possible piece."""
+    parts = blobs_of(b.im, thr, binary, b.x, b.y)
+    pool.extend(parts)
+    return [d for p in sorted(parts, key=lambda p: -p.h) for d in assess(p, pool, opts, False)]
+
+
 def assess(b: Blob, pool: list[Blob], opts, recut: bool = True, seed=None) -> list[Blob]:
     """The digit-like blobs ``b`` yields: [b], none, or (for a large blob joined to fainter
     lines) the digit-like blobs of its recut, which also join ``pool`` as possible pieces.
@@ -222,18 +230,14 @@ def assess(b: Blob, pool: list[Blob], opts, recut: bool = True, seed=None) -> li
         if peak >= 2 * b.thr:
             sub = int(max(b.thr + 12, 0.5 * peak))
             _, roi = cv2.threshold(b.im.ink[b.y:b.y + b.h, b.x:b.x + b.w], sub, 255, cv2.THRESH_BINARY)
-            parts = blobs_of(b.im, sub, cv2.bitwise_and(roi, b.mask()), b.x, b.y)
-            pool.extend(parts)
-            cut = [d for p in sorted(parts, key=lambda p: -p.h) for d in assess(p, pool, opts, False)]
+            cut = _judged(b, sub, cv2.bitwise_and(roi, b.mask()), pool, opts)
             if not broad or (cut and cut[0].h >= 0.7 * b.h):
                 found = cut
         if b.w >= RULE_LONG * W:
             keep = unruled(b)
             if keep is not None:
-                parts = blobs_of(b.im, b.thr, keep, b.x, b.y)
-                pool.extend(parts)
-                cut = [d for p in sorted(parts, key=lambda p: -p.h) for d in assess(p, pool, opts, False)]
-                if cut and (not found or max(d.h for d in cut) >= RULE_TALLER * max(d.h for d in found)):
+                cut = _judged(b, b.thr, keep, pool, opts)
+                if cut and (not found or cut[0].h >= RULE_TALLER * found[0].h):
                     b.why = b.why or "ruled"
                     return cut
         if found is not None:
