@@ -352,16 +352,17 @@ SMOOTH_FLOOR = 16
 SMOOTH_STROKE = 8.0
 SMOOTH_SLIM = 0.15
 SMOOTH_HINT = 0.75
-# Ruled paper: smoothed, its rulings cover more than a tenth of the copy, and the grain's 90th
-# percentile lands on them (a hairline digit on a ruled sheet as pale as its rulings was then cut
-# at min_contrast or above, i.e. not looked at).  Ink that runs on for SMOOTH_RULING pixels of
+# Ruled paper: smoothed, its rulings can fill the ink map's top tenth, so the grain's 90th
+# percentile lands on them and the cut rises over a digit as pale as they are (at min_contrast
+# or above: not looked at at all).  Ink that runs on for SMOOTH_RULING pixels of
 # the every-other-pixel grid (32 of the copy) along a row is a ruling (the digits are read
 # upright, so a sheet's rulings run along the rows, within a perspective's tilt of ~7 degrees),
 # and is left out of the grain where the paper is at least SMOOTH_RULED_LIT x the lit paper: a
 # desk's grain beside the sheet runs in stripes too, darker than the sheet (the first version,
 # with no such bound and upright lines left out as well, read 8 of 700 blank scenes).  Chosen on
-# the scene clips (the hairline and fine pens' digits: +15, blank scenes unchanged) and checked
-# on generated sets of other seeds (digits +10 / -1 of 2,400; 2 more of 3,200 blank scenes read).
+# the scene clips (fine pens' single digits +7 in either mode, blank scenes unchanged) and checked
+# on scene clips of other seeds (clip totals: single digits +10 / -1 of 3,600 frames, numbers
+# +8 / -1 of 2,400; 2 more of 3,200 blank scenes read).
 SMOOTH_RULING = 16
 SMOOTH_RULED_LIT = 0.85
 _RULING = np.ones((1, SMOOTH_RULING), np.uint8)
