@@ -357,7 +357,7 @@ SMOOTH_HINT = 0.75
 # or above: not looked at at all).  Ink that runs on for SMOOTH_RULING pixels of
 # the every-other-pixel grid (32 of the copy) along a row is a ruling (the digits are read
 # upright, so a sheet's rulings run along the rows, within a perspective's tilt of ~7 degrees),
-# and is left out of the grain where the paper is at least SMOOTH_RULED_LIT x the lit paper: a
+# and is left out of the grain where the paper is above SMOOTH_RULED_LIT x the lit paper: a
 # desk's grain beside the sheet runs in stripes too, darker than the sheet (the first version,
 # with no such bound and upright lines left out as well, read 8 of 700 blank scenes).  Chosen on
 # the scene clips (fine pens' single digits +7 in either mode, blank scenes unchanged) and checked

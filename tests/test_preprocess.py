@@ -244,8 +244,8 @@ def test_a_hairline_digit_on_ruled_paper_is_read_and_blank_ruled_paper_is_not():
 
 def test_a_fine_pens_digit_on_ruled_paper_in_dim_light():
     """In dim light a fine pen's digit (1 % of its height wide) is read only smoothed, cut just
-    above the grain's 90th percentile; the rulings, smoothed, fill that top tenth and lifted the
-    cut over the digit.  Rulings on the lit sheet are left out of the grain (``levels.SMOOTH_RULING``).
+    above the grain's 90th percentile; the rulings, smoothed, fill much of that top tenth and lift
+    the cut over the digit.  Rulings on the lit sheet are left out of the grain (``levels.SMOOTH_RULING``).
     The code before found 6 of these 30 digits, now 14; the sheets without a digit stay "no digit"."""
     found, blank = _pen_scenes(0.01, ("p_ruled", "p_lowlight"), (41, 43))
     assert found >= 12 and blank == 30, (found, blank)
