@@ -30,16 +30,12 @@ from pathlib import Path
 
 from benchmarks.harness import PHOTOS, ROOT, results_dir, write_summary
 from benchmarks.preprocess_same import MODULES
-from benchmarks.scenes import fine_pens, load_from_git, read_clip, read_frame
+from benchmarks.scenes import design_and_held_out, fine_pens, load_from_git, read_clip, read_frame
 from device.errors import UsageError
 from device.glyphs import mnist_glyphs, photo_glyphs
 from device.preprocess import PreprocessOptions
 from device.runtime import Model
-from device.scenes import SceneOptions, make_scene_clip
-
-# The tests' hostile blank scenes (tests/test_preprocess.py's HOSTILE): most frames shadowed,
-# with the sheet's edge in view.
-HOSTILE = SceneOptions(p_edge=0.8, p_shadow=0.8, p_ruled=0.3, p_squared=0.3, p_stray=0.5, p_glare=0.3)
+from device.scenes import HOSTILE, SceneOptions, make_scene_clip
 
 
 def plan(seed: int, quick: bool) -> list[tuple]:
@@ -49,7 +45,7 @@ def plan(seed: int, quick: bool) -> list[tuple]:
             ("pens-held", "held", n1, "digit", 0, None, seed + 1),
             ("pens-mnist", "mnist", n1, "digit", 0, None, seed + 2),
             ("blank", "mnist", nb, "digit", 1, None, None),
-            ("blank-hostile", "mnist", nb, "digit", 1, HOSTILE, None),
+            ("blank-hostile", "mnist", nb, "digit", 1, SceneOptions(**HOSTILE), None),
             ("number-held", "held", nn, "number", 10, None, None),
             ("number-mnist", "mnist", nn, "number", 10, None, None),
             ("pens-number-held", "held", nn, "number", 10, None, seed + 3),
@@ -61,8 +57,7 @@ def make_clips(work: Path, seed: int, quick: bool) -> list[tuple[str, str, Path]
     from host.data import load_mnist
 
     photos = photo_glyphs(PHOTOS)
-    writers = sorted({g.source for g in photos})
-    held = [g for g in photos if g.source in writers[1::2]]   # the scenes benchmark's held-out writers
+    held = [g for g in photos if g.source in design_and_held_out(photos)[1]]
     mnist = None
     out = []
     for k, (name, source, n, mode, blank_every, opts, pen) in enumerate(plan(seed, quick)):
@@ -100,10 +95,21 @@ def compare(ref, clips: list[tuple[str, str, Path]]) -> dict:
     return out
 
 
+def _seed(text: str) -> int:
+    """A seed: an integer from 0 (numpy's generators take no negative seed)."""
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0, got {text!r}")
+    return v
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ref", required=True, help="the commit to compare with")
-    ap.add_argument("--seed", type=int, required=True, help="the clips' seed (one never used before)")
+    ap.add_argument("--seed", type=_seed, required=True, help="the clips' seed (one never used before)")
     ap.add_argument("--quick", action="store_true", help="a tenth of the frames (a smoke run)")
     ap.add_argument("--work", default=None, help="where the clips go (default runs/new-seeds-<seed>)")
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
@@ -114,8 +120,11 @@ def main(argv=None) -> int:
         print(f"new_seeds: --ref {args.ref}: no device/{MODULES[0]}.py at that commit (a commit of this repository?)",
               file=sys.stderr)
         return 2
+    suffix = f"{args.seed}{'-quick' if args.quick else ''}"
     try:
-        work = Path(args.work or ROOT / "runs" / f"new-seeds-{args.seed}{'-quick' if args.quick else ''}")
+        # (The results folder first: a scoring of minutes is not lost to an unwritable folder.)
+        out = results_dir(args.results) / f"new_seeds-{suffix}.json"
+        work = Path(args.work or ROOT / "runs" / f"new-seeds-{suffix}")
         work.mkdir(parents=True, exist_ok=True)
         clips = make_clips(work, args.seed, args.quick)
     except (UsageError, OSError) as e:
@@ -123,7 +132,6 @@ def main(argv=None) -> int:
         return 2
     res = compare(ref, clips)
     measured = {name: {"ref": r["ref"], "new": r["new"], "frames": r["frames"]} for name, r in res.items()}
-    out = results_dir(args.results) / f"new_seeds-{args.seed}{'-quick' if args.quick else ''}.json"
     write_summary(out, "new_seeds", quick=args.quick, measured=measured,
                   details={"ref": args.ref, "seed": args.seed, "clips": res})
     print(f"-> {out}")

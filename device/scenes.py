@@ -65,6 +65,9 @@ class SceneOptions:
 
 
 DEFAULT_SCENE = SceneOptions()
+# Hostile scenes: shadows and the sheet's edge in most frames, rulings, stray marks, glare (the
+# blank scenes the tests and benchmarks.new_seeds guard the preprocessing with).
+HOSTILE = dict(p_edge=0.8, p_shadow=0.8, p_ruled=0.3, p_squared=0.3, p_stray=0.5, p_glare=0.3)
 
 
 def _tint(g: Glyph, ink: np.ndarray) -> np.ndarray:

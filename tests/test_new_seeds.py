@@ -2,6 +2,8 @@
 
 from types import SimpleNamespace
 
+import pytest
+
 from benchmarks import new_seeds
 from benchmarks.harness import PHOTOS
 from benchmarks.scenes import read_clip, read_frame
@@ -15,6 +17,27 @@ def test_a_reference_that_is_no_commit_is_one_line_and_exit_2(capsys, tmp_path):
     assert new_seeds.main(["--ref", "no-such-commit", "--seed", "1", "--work", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--ref no-such-commit" in err[0]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--seed", "-1"], "--seed: must be an integer from 0"),
+    (["--seed", "x"], "--seed: must be an integer from 0"),
+    (["--seed", "1", "--results", "{file}/results"], "new_seeds:"),
+    (["--seed", "1", "--work", "{file}/work"], "new_seeds:"),
+], ids=["negative seed", "seed not a number", "results under a file", "work under a file"])
+def test_bad_values_are_one_line_and_exit_2_before_any_work(args, needle, capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    argv = ["--ref", "HEAD"] + [a.replace("{file}", str(blocker)) for a in args]
+    if needle.startswith("--seed"):   # (argparse's refusal: usage, then the one line)
+        with pytest.raises(SystemExit) as e:
+            new_seeds.main(argv)
+        assert e.value.code == 2
+    else:
+        assert new_seeds.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert needle in err[-1] and "Traceback" not in "\n".join(err)
+    assert not (tmp_path / "work").exists()
 
 
 def test_each_frame_is_scored_by_both_and_what_moved_is_listed(tmp_path):

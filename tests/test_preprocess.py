@@ -59,7 +59,6 @@ def test_gray_and_bgra_frames_agree():
 # -- real scenes (issue 13) -------------------------------------------------------------------
 
 # Scenes with a shadow and the sheet's edge in most frames (the round-6 and round-7 checks).
-HOSTILE = dict(p_edge=0.8, p_shadow=0.8, p_ruled=0.3, p_squared=0.3, p_stray=0.5, p_glare=0.3)
 PLAIN = dict(p_edge=0, p_shadow=0, p_ruled=0, p_squared=0, p_stray=0, p_spot=0, p_glare=0, p_motion=0,
              p_lowlight=0, p_border=0)
 
@@ -324,7 +323,7 @@ def test_a_digit_level_0_saw_in_pieces_is_read_in_its_line(photos_dir):
     line with its neighbours; the copy at twice the size reads it there (before: 4 of these 5
     digits and 5 of these 6)."""
     from device.glyphs import photo_glyphs
-    from device.scenes import SceneOptions, scene
+    from device.scenes import HOSTILE, SceneOptions, scene
 
     glyphs = [g for g in photo_glyphs(photos_dir) if g.source == "z-yoscovits"]
     hostile = SceneOptions(**HOSTILE)
@@ -343,7 +342,7 @@ def test_level_1_judges_only_the_blobs_a_thick_digit_could_use(monkeypatch):
     from device import blobs
     from device.levels import Pyramid, find_digits
     from device.preprocess import DEFAULT
-    from device.scenes import SceneOptions, scene
+    from device.scenes import HOSTILE, SceneOptions, scene
 
     glyphs = _scene_glyphs()
     hostile = SceneOptions(**HOSTILE)
@@ -441,7 +440,7 @@ def test_a_streak_along_a_shadows_edge_is_not_a_digit():
 
 
 def test_blank_scenes_are_no_digit():
-    from device.scenes import SceneOptions, scene
+    from device.scenes import HOSTILE, SceneOptions, scene
 
     glyphs = _scene_glyphs()
     hostile = SceneOptions(**HOSTILE)
@@ -455,7 +454,7 @@ def test_a_hands_shadow_from_out_of_view_is_no_digit():
     thick digit, and with no palm in view the flood from them is not larger than twice their
     area (the test for a palm).  By the frame's border, a flood that runs to the border is a
     shadow coming from outside the view (before: read as 4)."""
-    from device.scenes import SceneOptions, scene
+    from device.scenes import HOSTILE, SceneOptions, scene
 
     glyphs = _scene_glyphs()
     hostile = SceneOptions(**HOSTILE)
