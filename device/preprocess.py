@@ -24,7 +24,8 @@ next to other marks, at any size and position.  The steps, each a function a tes
    same without the cheap tier and the pale fallback, then :func:`reading_order`, and where a
    line holds pieces level 0 made no digit of, the finer copy's digits there
    (``levels.line_pieces``); where a line has a gap as wide as most of a digit, the smoothed
-   copy's digits in its band (``levels.gap_digits``).
+   copy's digits in its band (``levels.gap_digits``); and at a line's ends and in its gaps,
+   the digits level 0 shows cut at a fraction of the line's own ink (``levels.faint_line_digits``).
 4. ``to_mnist``: crop, scale the ink into [0, 1], fit the longer side into 20 px, and place
    the centre of mass at the centre of 28x28.
 
@@ -41,8 +42,8 @@ import numpy as np
 import cv2  # OpenCV is a device dependency; only the preprocessing and the sources need it
 
 from device.blobs import Digit
-from device.levels import (MIN_SIDE, Pyramid, find_digits, fine_digits, floor_div, gap_digits, line_pieces, pale_digit,
-                           quick_digit)
+from device.levels import (MIN_SIDE, Pyramid, faint_line_digits, find_digits, fine_digits, floor_div, gap_digits,
+                           line_pieces, pale_digit, quick_digit)
 
 # The images here are tiny (<= 192 px): OpenCV's worker threads cost more in hand-offs than they
 # save, and on a Pi the cores belong to the interpreter.
@@ -303,9 +304,11 @@ def prepare_all(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> list[Pr
             if more:
                 digits = digits + more
                 lines = reading_order(digits)
-        more = gap_digits(pyr, lines, opts)
-        if more:
-            lines = reading_order(digits + more)
+        for look in (gap_digits, faint_line_digits):
+            more = look(pyr, lines, opts)
+            if more:
+                digits = digits + more
+                lines = reading_order(digits)
         order = [(i, d) for i, line in enumerate(lines) for d in line]
         if not order:
             return []

@@ -232,3 +232,50 @@ def test_a_faint_digit_in_a_gap_of_a_number_is_read():
         found = prepare_all(small)
         right += "".join(str(postprocess(model.predict(p.image))[0]) for p in found) == label_of([row], "number")
     assert right >= 10, right
+
+
+def test_a_number_whose_pen_runs_dry_is_read_to_its_end():
+    """Five digits in one fine pen that runs dry (each paler than the one before, the last at a
+    fifth of its ink), at 320x240: level 0 and the closer look read the darker ones; level 0 cut
+    again at a fraction of the line's own ink beyond the line's ends reads the pale ones
+    (``levels.faint_line_digits``), which round 11's code read in 2 of these 20 numbers.  In
+    hostile scenes (shadows, the sheet's edge, rulings, stray marks, glare) it adds no digit to
+    a number of three: none beyond what the number holds."""
+    from device import preprocess
+    from device.glyphs import mnist_glyphs, with_pen
+    from device.runtime import Model
+    from device.scenes import HOSTILE, SceneOptions, label_of, render_scene
+    from device.step import postprocess
+    from device.synth import load_sample
+
+    x, y = load_sample()
+    glyphs = mnist_glyphs(x[:200], y[:200])
+    plain = SceneOptions(p_edge=0, p_shadow=0, p_ruled=0, p_squared=0, p_stray=0, p_spot=0, p_glare=0,
+                         p_motion=0, p_lowlight=0, p_border=0)
+    model = Model(None, threads=1)
+
+    def small(frame):
+        return cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (320, 240), interpolation=cv2.INTER_AREA)
+
+    right = 0
+    for t in range(20):
+        rng = np.random.default_rng(200 + t)
+        row = [with_pen(glyphs[int(i)], 0.04, strength=s)
+               for i, s in zip(rng.choice(len(glyphs), 5, replace=False), (0.5, 0.4, 0.3, 0.25, 0.2))]
+        frame, _ = render_scene([row], rng, plain)
+        found = preprocess.prepare_all(small(frame))
+        right += "".join(str(postprocess(model.predict(p.image))[0]) for p in found) == label_of([row], "number")
+    assert right >= 7, right
+
+    hostile = SceneOptions(**HOSTILE)
+    for t in range(40):
+        rng = np.random.default_rng(300 + t)
+        row = [with_pen(glyphs[int(i)], 0.04, strength=0.6) for i in rng.choice(len(glyphs), 3, replace=False)]
+        frame = small(render_scene([row], rng, hostile)[0])
+        with_look = len(preprocess.prepare_all(frame))
+        try:
+            preprocess.faint_line_digits, look = (lambda *a: []), preprocess.faint_line_digits
+            without = len(preprocess.prepare_all(frame))
+        finally:
+            preprocess.faint_line_digits = look
+        assert with_look <= max(without, 3), (t, without, with_look)
