@@ -477,6 +477,10 @@ LINE_PALE_FLOOR = 12
 LINE_PALE_GRAIN = 2.0
 LINE_PALE_STROKE = 4.0
 LINE_PALE_SLIM = 0.25
+# The look is repeated while it adds digits, up to LINE_PALE_LOOKS times (preprocess.prepare_all):
+# each reaches LINE_REACH x the height beyond a line's ends, so a line of pale digits is read on
+# to its end (a hairline number of 8 whose two bold 1s alone were read at first).
+LINE_PALE_LOOKS = 4
 
 
 def faint_line_digits(pyr: Pyramid, lines: list[list[Digit]], opts) -> list[Digit]:

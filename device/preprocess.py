@@ -42,8 +42,8 @@ import numpy as np
 import cv2  # OpenCV is a device dependency; only the preprocessing and the sources need it
 
 from device.blobs import Digit
-from device.levels import (MIN_SIDE, Pyramid, faint_line_digits, find_digits, fine_digits, floor_div, gap_digits,
-                           line_pieces, pale_digit, quick_digit)
+from device.levels import (LINE_PALE_LOOKS, MIN_SIDE, Pyramid, faint_line_digits, find_digits, fine_digits, floor_div,
+                           gap_digits, line_pieces, pale_digit, quick_digit)
 
 # The images here are tiny (<= 192 px): OpenCV's worker threads cost more in hand-offs than they
 # save, and on a Pi the cores belong to the interpreter.
@@ -304,11 +304,16 @@ def prepare_all(frame: np.ndarray, opts: PreprocessOptions = DEFAULT) -> list[Pr
             if more:
                 digits = digits + more
                 lines = reading_order(digits)
-        for look in (gap_digits, faint_line_digits):
-            more = look(pyr, lines, opts)
-            if more:
-                digits = digits + more
-                lines = reading_order(digits)
+        more = gap_digits(pyr, lines, opts)
+        if more:
+            digits = digits + more
+            lines = reading_order(digits)
+        for _ in range(LINE_PALE_LOOKS):   # (again while it adds digits: read on to a line's end)
+            more = faint_line_digits(pyr, lines, opts)
+            if not more:
+                break
+            digits = digits + more
+            lines = reading_order(digits)
         order = [(i, d) for i, line in enumerate(lines) for d in line]
         if not order:
             return []

@@ -237,8 +237,9 @@ def test_a_faint_digit_in_a_gap_of_a_number_is_read():
 def test_a_number_whose_pen_runs_dry_is_read_to_its_end():
     """Five digits in one fine pen that runs dry (each paler than the one before, the last at a
     fifth of its ink), at 320x240: level 0 and the closer look read the darker ones; level 0 cut
-    again at a fraction of the line's own ink beyond the line's ends reads the pale ones
-    (``levels.faint_line_digits``), which round 11's code read in 2 of these 20 numbers.  In
+    again at a fraction of the line's own ink beyond the line's ends reads the pale ones, again
+    from the new end while it finds more (``levels.faint_line_digits``): round 11's code read 2
+    of these 20 numbers, one look 9, looks to the line's end 12.  In
     hostile scenes (shadows, the sheet's edge, rulings, stray marks, glare) it adds no digit to
     a number of three: none beyond what the number holds."""
     from device import preprocess
@@ -265,7 +266,7 @@ def test_a_number_whose_pen_runs_dry_is_read_to_its_end():
         frame, _ = render_scene([row], rng, plain)
         found = preprocess.prepare_all(small(frame))
         right += "".join(str(postprocess(model.predict(p.image))[0]) for p in found) == label_of([row], "number")
-    assert right >= 7, right
+    assert right >= 10, right
 
     hostile = SceneOptions(**HOSTILE)
     for t in range(40):
