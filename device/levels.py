@@ -467,10 +467,11 @@ def gap_digits(pyr: Pyramid, lines: list[list[Digit]], opts) -> list[Digit]:
 # least LINE_SHORTEST x as tall).  Level 0, not the smoothed finer copy: its 2x2 means keep half
 # of a one-pixel line as the smoothing does, and it is cut already (the finer copy smoothed in
 # these windows read 7 numbers more of the scene clips, and lost 4, at three times the cost).
-# Chosen on the design writers' and MNIST number clips, fine pens' included (+5 numbers, none
-# lost); the scene clips' totals are the same with LINE_PALE_FLOOR 8-12, LINE_PALE_STROKE 3-6,
-# LINE_PALE_SLIM 0.25-0.35 or LINE_PAD 0.3, while LINE_PALE 0.2 reads two design numbers wrong
-# and 0.4 keeps 5 of the 17 numbers gained.
+# Chosen on the design writers' and MNIST number clips, fine pens' included (+9 numbers; one
+# frame lost, of a single digit read in the number mode: a grid's line broken by glare beside
+# it); with lines of two or more and one look, the scene clips' totals were the same with
+# LINE_PALE_FLOOR 8-12, LINE_PALE_STROKE 3-6, LINE_PALE_SLIM 0.25-0.35 or LINE_PAD 0.3, while
+# LINE_PALE 0.2 read two design numbers wrong and 0.4 kept 5 of the 17 numbers gained.
 LINE_PAD = 0.2
 LINE_PALE = 0.3
 LINE_PALE_FLOOR = 12
@@ -481,19 +482,22 @@ LINE_PALE_SLIM = 0.25
 # each reaches LINE_REACH x the height beyond a line's ends, so a line of pale digits is read on
 # to its end (a hairline number of 8 whose two bold 1s alone were read at first).
 LINE_PALE_LOOKS = 4
+# A line of one digit is looked at too (a number whose other digits are all paler).  The windows
+# show the ink LINE_PALE_SEEN x the height above and below the line's band, so that a grid's
+# line crossing the band is seen to run on (blobs.continues), not taken for a 1.
+LINE_PALE_SEEN = 0.5
 
 
 def faint_line_digits(pyr: Pyramid, lines: list[list[Digit]], opts) -> list[Digit]:
-    """The digits level 0 cut lower shows at the ends and in the gaps of lines of two or more
-    digits (see LINE_PALE), else []."""
-    boxes = [[d.frame_box() for d in line] for line in lines]
-    many = [(line, lb) for line, lb in zip(lines, boxes) if len(lb) >= 2]
-    if not many:
+    """The digits level 0 cut lower shows at the ends and in the gaps of the lines (see
+    LINE_PALE), else []."""
+    if not lines:
         return []
+    boxes = [[d.frame_box() for d in line] for line in lines]
     im0 = pyr.level(0)
     s = im0.scale
     H, W = im0.ink.shape
-    contrast = sorted(d.seed.contrast for line, _ in many for d in line)
+    contrast = sorted(d.seed.contrast for line in lines for d in line)
     thr = max(LINE_PALE_FLOOR, int(round(LINE_PALE * contrast[len(contrast) // 2])))
     # The grain's term: its quantile is looked up only when at least a fifth of the pixels reach
     # half the cut (a threshold and a count cost a fraction of a histogram).
@@ -504,7 +508,7 @@ def faint_line_digits(pyr: Pyramid, lines: list[list[Digit]], opts) -> list[Digi
         return []
     read = [b for lb in boxes for b in lb]
     bands, windows = [], []
-    for _, lb in many:
+    for lb in boxes:
         hm, x0, y0, x1, y1 = _line_extent(lb)
         y0, y1 = y0 - LINE_PAD * hm, y1 + LINE_PAD * hm
         bands.append((x0, y0, x1, y1, LINE_SHORTEST * hm))
@@ -513,7 +517,8 @@ def faint_line_digits(pyr: Pyramid, lines: list[list[Digit]], opts) -> list[Digi
         for a, b in spans:
             wx0, wx1 = max(0, int(s * a)), min(W, int(s * b) + 1)
             if wx1 - wx0 >= 0.25 * s * hm:
-                windows.append((wx0, max(0, int(s * y0)), wx1, min(H, int(s * y1) + 1)))
+                m = LINE_PALE_SEEN * hm
+                windows.append((wx0, max(0, int(s * (y0 - m))), wx1, min(H, int(s * (y1 + m)) + 1)))
     if not windows:
         return []
     ink = np.zeros_like(im0.ink)

@@ -239,7 +239,10 @@ def test_a_number_whose_pen_runs_dry_is_read_to_its_end():
     fifth of its ink), at 320x240: level 0 and the closer look read the darker ones; level 0 cut
     again at a fraction of the line's own ink beyond the line's ends reads the pale ones, again
     from the new end while it finds more (``levels.faint_line_digits``): round 11's code read 2
-    of these 20 numbers, one look 9, looks to the line's end 12.  In
+    of these 20 numbers, one look 9, looks to the line's end 12.  When only the first digit is
+    darker (the others at a fifth to a quarter of its ink), level 0 reads that one alone: round
+    11's code read none of 20, the look from lines of two digits or more 5, from that one digit
+    too 9.  In
     hostile scenes (shadows, the sheet's edge, rulings, stray marks, glare) it adds no digit to
     a number of three: none beyond what the number holds."""
     from device import preprocess
@@ -258,15 +261,16 @@ def test_a_number_whose_pen_runs_dry_is_read_to_its_end():
     def small(frame):
         return cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (320, 240), interpolation=cv2.INTER_AREA)
 
-    right = 0
-    for t in range(20):
-        rng = np.random.default_rng(200 + t)
-        row = [with_pen(glyphs[int(i)], 0.04, strength=s)
-               for i, s in zip(rng.choice(len(glyphs), 5, replace=False), (0.5, 0.4, 0.3, 0.25, 0.2))]
-        frame, _ = render_scene([row], rng, plain)
-        found = preprocess.prepare_all(small(frame))
-        right += "".join(str(postprocess(model.predict(p.image))[0]) for p in found) == label_of([row], "number")
-    assert right >= 10, right
+    for strengths, least in (((0.5, 0.4, 0.3, 0.25, 0.2), 10), ((0.45, 0.25, 0.2, 0.2, 0.2), 7)):
+        right = 0
+        for t in range(20):
+            rng = np.random.default_rng(200 + t)
+            row = [with_pen(glyphs[int(i)], 0.04, strength=s)
+                   for i, s in zip(rng.choice(len(glyphs), 5, replace=False), strengths)]
+            frame, _ = render_scene([row], rng, plain)
+            found = preprocess.prepare_all(small(frame))
+            right += "".join(str(postprocess(model.predict(p.image))[0]) for p in found) == label_of([row], "number")
+        assert right >= least, (strengths, right)
 
     hostile = SceneOptions(**HOSTILE)
     for t in range(40):
