@@ -45,8 +45,8 @@ camera's lores size, 320x240):
    checked on scene clips of new seeds.  Round 12 looked at the digits missing from the
    held-out writers' numbers, by kind (broken or paler than the threshold, most at a line's
    ends), and chose the new look's constants on the design writers' and MNIST number clips
-   (the held-out clips' totals printed beside each trial); checked on scene clips of a new
-   seed.  Headline:
+   (the held-out clips' totals printed beside each trial); each of its three steps checked on
+   scene clips of a new seed.  Headline:
    two thresholds chosen from a small grid on the design writers + MNIST scenes, then the
    held-out writers scored with them.  Also 5 folds of 2 writers (thresholds chosen on the
    other 8 + MNIST scenes), pooled: these folds score design writers too.
