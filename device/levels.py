@@ -440,7 +440,7 @@ def gap_digits(pyr: Pyramid, lines: list[list[Digit]], opts) -> list[Digit]:
         lb = [d.frame_box() for d in line]
         hm, x0, y0, x1, y1 = _line_extent(lb)
         gap = gap or any(b[0] - a[2] >= LINE_GAP * hm for a, b in zip(lb, lb[1:]))
-        bands.append((x0, y0 - 0.2 * hm, x1, y1 + 0.2 * hm, LINE_SHORTEST * hm))
+        bands.append(_band(hm, x0, y0, x1, y1))
     if not gap:
         return []
     boxes = [d.frame_box() for line in lines for d in line]
@@ -472,7 +472,7 @@ def gap_digits(pyr: Pyramid, lines: list[list[Digit]], opts) -> list[Digit]:
 # it); with lines of two or more and one look, the scene clips' totals were the same with
 # LINE_PALE_FLOOR 8-12, LINE_PALE_STROKE 3-6, LINE_PALE_SLIM 0.25-0.35 or LINE_PAD 0.3, while
 # LINE_PALE 0.2 read two design numbers wrong and 0.4 kept 5 of the 17 numbers gained.
-LINE_PAD = 0.2
+LINE_PAD = 0.2   # (every look at a line's band pads it so: gap_digits, line_pieces too)
 LINE_PALE = 0.3
 LINE_PALE_FLOOR = 12
 LINE_PALE_GRAIN = 2.0
@@ -502,16 +502,16 @@ def faint_line_digits(pyr: Pyramid, lines: list[list[Digit]], opts) -> list[Digi
     # The grain's term: its quantile is looked up only when at least a fifth of the pixels reach
     # half the cut (a threshold and a count cost a fraction of a histogram).
     grain = np.ascontiguousarray(im0.ink[::2, ::2])
-    if cv2.countNonZero(cv2.threshold(grain, thr / LINE_PALE_GRAIN - 1, 255, cv2.THRESH_BINARY)[1]) > 0.2 * grain.size:
+    if _grainy(grain, thr / LINE_PALE_GRAIN - 1, 0.2):
         thr = max(thr, int(round(LINE_PALE_GRAIN * _quantile(grain, 0.8))))
     if thr >= opts.min_contrast:
         return []
     read = [b for lb in boxes for b in lb]
     bands, windows = [], []
     for lb in boxes:
-        hm, x0, y0, x1, y1 = _line_extent(lb)
-        y0, y1 = y0 - LINE_PAD * hm, y1 + LINE_PAD * hm
-        bands.append((x0, y0, x1, y1, LINE_SHORTEST * hm))
+        hm, *extent = _line_extent(lb)
+        x0, y0, x1, y1, _ = band = _band(hm, *extent)
+        bands.append(band)
         spans = [(x0, x0 + LINE_REACH * hm), (x1 - LINE_REACH * hm, x1)]
         spans += [(a[2], b[0]) for a, b in zip(lb, lb[1:]) if b[0] - a[2] >= LINE_GAP * hm]
         for a, b in spans:
@@ -809,6 +809,13 @@ def _line_extent(lb: list) -> tuple[float, float, float, float, float]:
             max(b[2] for b in lb) + LINE_REACH * hm, max(b[3] for b in lb))
 
 
+def _band(hm: float, x0: float, y0: float, x1: float, y1: float) -> tuple:
+    """A line's band, where a digit found by a look at it must lie (:func:`_joins`): its extent
+    (:func:`_line_extent`) padded by LINE_PAD x its median height ``hm`` above and below, and
+    the least height of a digit of it."""
+    return x0, y0 - LINE_PAD * hm, x1, y1 + LINE_PAD * hm, LINE_SHORTEST * hm
+
+
 def _joins(box, read: list, bands: list) -> bool:
     """Does a digit found at ``box`` join a line: clear of every digit ``read``, inside a band
     (x0, y0, x1, y1, least height) and at least as tall as it asks?"""
@@ -843,7 +850,7 @@ def line_pieces(pyr: Pyramid, lines: list[list[Digit]], opts) -> list[Digit]:
     looks = []   # (window to look at, band a digit must lie in with its least height): frame coordinates
     for lb in line_boxes:
         hm, x0, y0, x1, y1 = _line_extent(lb)
-        band = (x0, y0 - 0.2 * hm, x1, y1 + 0.2 * hm, LINE_SHORTEST * hm)
+        band = _band(hm, x0, y0, x1, y1)
         least, most = LINE_PIECE * hm * s0, LINE_TALLEST * hm * s0   # (level 0's pixels)
         ly0, ly1, lx0, lx1 = y0 * s0, y1 * s0, x0 * s0, x1 * s0
         for b in pool:
