@@ -101,8 +101,8 @@ from device.step import postprocess
 from device.synth import make_clip
 from device.system import machine_info
 BASELINE = "5ae04b5"   # main before issue 13: the preprocessing whose cost is the reference
-BEFORE = "bf63f13"     # main after round 11 of issue 13: the "before" of round 12
-BEFORE_NAME = "round 11"
+BEFORE = "83bf880"     # main after round 12 of issue 13: the "before" of round 13
+BEFORE_NAME = "round 12"
 TARGETS = {"scene_photos_accuracy": 0.98, "blank_no_digit": 0.97, "mnist_clip_accuracy": 0.99,
            "photos_accuracy": 0.99, "numbers_exact": 0.95, "numbers_per_digit": 0.99,
            "total_p50_vs_baseline": 1.1, "total_p50_vs_inference_stretch": 2.0,
