@@ -423,7 +423,7 @@ def smoothed_digits(pyr: Pyramid, opts, every: bool, read: list | None = None,
     sheet = cv2.threshold(paper, int(SMOOTH_RULED_LIT * lit), 255, cv2.THRESH_BINARY)[1]
     grain = cv2.subtract(grain, cv2.bitwise_and(cv2.morphologyEx(grain, cv2.MORPH_OPEN, _RULING), sheet))
     if rows:   # (a number's lines: their rows hold little but the sheet)
-        thr, bands = max(SMOOTH_FLOOR, int(round(SMOOTH_GRAIN * _quantile(grain, 0.9)))), []
+        thr, bands = _smooth_cut(cv2.calcHist([grain], [0], None, [256], [0, 256]).ravel().cumsum()), []
     else:
         thr, bands = _grain_cuts(grain, paper, lit)
     cuts = [(t, lo, hi, True) for t, lo, hi in bands if t <= SMOOTH_BAND_BELOW * min(thr, opts.min_contrast)]
@@ -447,7 +447,7 @@ def smoothed_digits(pyr: Pyramid, opts, every: bool, read: list | None = None,
             box = im.paper[d.y0:d.y1, d.x0:d.x1]
             if d.seed.stroke <= min(SMOOTH_STROKE, SMOOTH_SLIM * (d.y1 - d.y0)) and _even_paper(box) \
                     and lo <= cv2.mean(box)[0] < hi and not any(_overlaps(d.frame_box(), f.frame_box()) for f in found) \
-                    and (not band or _quiet_around(grain, d, SMOOTH_BAND_PAD, t)):
+                    and (not band or _quiet_around(grain, d, t)):
                 found.append(d)
         cut._blobs.clear()   # (the blobs refer back to the map: see Pyramid.__exit__)
         if found and not every:
@@ -455,12 +455,12 @@ def smoothed_digits(pyr: Pyramid, opts, every: bool, read: list | None = None,
     return found
 
 
-def _quiet_around(grain: np.ndarray, d: Digit, pad: float, cut: int) -> bool:
+def _quiet_around(grain: np.ndarray, d: Digit, cut: int) -> bool:
     """Is the grain around ``d`` below ``cut``: SMOOTH_GRAIN x the 90th percentile of ``grain``
-    (the copy's, every other row and column) over its box padded by ``pad`` x its height, the
-    box itself left out, at most ``cut``?"""
+    (the copy's, every other row and column) over its box padded by SMOOTH_BAND_PAD x its
+    height, the box itself left out, at most ``cut``?"""
     H, W = grain.shape
-    m = max(1, int(pad * (d.y1 - d.y0)))
+    m = max(1, int(SMOOTH_BAND_PAD * (d.y1 - d.y0)))
     bx0, bx1, by0, by1 = d.x0 // 2, (d.x1 + 1) // 2, d.y0 // 2, (d.y1 + 1) // 2
     y0, y1, x0, x1 = max(0, by0 - m // 2), min(H, by1 + m // 2), max(0, bx0 - m // 2), min(W, bx1 + m // 2)
     ring = np.ones((y1 - y0, x1 - x0), np.uint8)
@@ -479,16 +479,19 @@ def _grain_cuts(grain: np.ndarray, paper: np.ndarray, lit: int) -> tuple[int, li
     for lo in los:
         band += cv2.threshold(paper, lo - 1, 1, cv2.THRESH_BINARY_INV)[1]
     cum = cv2.calcHist([grain, band], [0, 1], None, [256, len(los) + 1], [0, 256, 0, len(los) + 1]).cumsum(axis=0)
-
-    def cut_at(c: np.ndarray) -> int:   # (as _quantile: the least value with 90 % at or below it)
-        return max(SMOOTH_FLOOR, int(round(SMOOTH_GRAIN * int(np.searchsorted(c, 0.9 * c[-1])))))
-
     out, hi = [], 256
     for i, lo in enumerate(los):
         if cum[-1, i] > SMOOTH_BAND_SHARE * grain.size:
-            out.append((cut_at(cum[:, i]), lo, hi))
+            out.append((_smooth_cut(cum[:, i]), lo, hi))
         hi = lo
-    return cut_at(cum.sum(axis=1)), out
+    return _smooth_cut(cum.sum(axis=1)), out
+
+
+def _smooth_cut(cum: np.ndarray) -> int:
+    """The smoothed look's cut from the grain's cumulative histogram: SMOOTH_GRAIN x its 90th
+    percentile (as :func:`_quantile`: the least value with 90 % at or below it), at least
+    SMOOTH_FLOOR."""
+    return max(SMOOTH_FLOOR, int(round(SMOOTH_GRAIN * int(np.searchsorted(cum, 0.9 * cum[-1])))))
 
 
 # A number's line with a gap at least LINE_GAP x its median digit height between two of its
