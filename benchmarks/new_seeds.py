@@ -16,7 +16,7 @@ and today's on the same frames, frame by frame, with the shipped model:
 Per clip: frames right by each, and the frames today's code gained and lost (a total that does
 not move can hide both).  Exit 0; the figures are for the reader to weigh.
 
-    MNIST_DIR=../shared/data/mnist python -m benchmarks.new_seeds --ref de491bf --seed 31000
+    MNIST_DIR=../shared/data/mnist python -m benchmarks.new_seeds --ref de491bf --seed 31000 [--colour]
 
 Writes benchmarks/results/<machine>/new_seeds-<seed>.json; the clips stay in runs/new-seeds-<seed>/.
 """
@@ -75,11 +75,12 @@ def make_clips(work: Path, seed: int, quick: bool) -> list[tuple[str, str, Path]
     return out
 
 
-def compare(ref, clips: list[tuple[str, str, Path]]) -> dict:
+def compare(ref, clips: list[tuple[str, str, Path]], colour: bool = False) -> dict:
+    """``colour``: the frames full-size in BGR, as a USB camera delivers them."""
     model, opts = Model(None, threads=1), PreprocessOptions()
     out = {}
     for name, mode, path in clips:
-        frames, doc = read_clip(path)
+        frames, doc = read_clip(path, colour=colour)
         r = {"frames": len(frames), "ref": 0, "new": 0, "gained": [], "lost": []}
         for i, (f, lab) in enumerate(zip(frames, doc["labels"])):
             want = lab if mode == "digit" else (lab or "")
@@ -113,6 +114,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="a tenth of the frames (a smoke run)")
     ap.add_argument("--work", default=None, help="where the clips go (default runs/new-seeds-<seed>)")
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--colour", action="store_true",
+                    help="read the clips full-size in BGR (a USB camera's frames) instead of the device's reduced "
+                         "gray decoding; results in new_seeds-<seed>-colour.json")
     args = ap.parse_args(argv)
     try:
         ref = load_from_git(args.ref, MODULES)
@@ -123,17 +127,17 @@ def main(argv=None) -> int:
     suffix = f"{args.seed}{'-quick' if args.quick else ''}"
     try:
         # (The results folder first: a scoring of minutes is not lost to an unwritable folder.)
-        out = results_dir(args.results) / f"new_seeds-{suffix}.json"
+        out = results_dir(args.results) / f"new_seeds-{suffix}{'-colour' if args.colour else ''}.json"
         work = Path(args.work or ROOT / "runs" / f"new-seeds-{suffix}")
         work.mkdir(parents=True, exist_ok=True)
         clips = make_clips(work, args.seed, args.quick)
     except (UsageError, OSError) as e:
         print(f"new_seeds: {e}", file=sys.stderr)
         return 2
-    res = compare(ref, clips)
+    res = compare(ref, clips, args.colour)
     measured = {name: {"ref": r["ref"], "new": r["new"], "frames": r["frames"]} for name, r in res.items()}
     write_summary(out, "new_seeds", quick=args.quick, measured=measured,
-                  details={"ref": args.ref, "seed": args.seed, "clips": res})
+                  details={"ref": args.ref, "seed": args.seed, "colour": args.colour, "clips": res})
     print(f"-> {out}")
     return 0
 

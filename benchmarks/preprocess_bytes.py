@@ -10,7 +10,8 @@ differ between builds, dumped on one machine and compared with another's dump, b
 
 The frame set (``runs/preprocess-frames.npz``, tens of MB: not in git, ``frames`` rebuilds it
 from the scenes benchmark's clips) holds uint8 frames as ``device run`` decodes those clips,
-so every machine preprocesses the same bytes and no video decoder is compared.  From each
+so every machine preprocesses the same bytes and no video decoder is compared (and, from
+the first clip of three kinds, every n/10-th frame decoded full-size in colour).  From each
 scenes-digit, scenes-number, pens-digit and pens-number clip, and the camera-like clip (whose
 frames take the cheap tier): every n/10-th frame, plus up to 3 more that take the fine-pen
 path (``prepare`` in digit clips, ``prepare_all`` in number clips) and, in number clips, up to
@@ -44,6 +45,9 @@ from device.preprocess import prepare, prepare_all, resample
 FRAMES = ROOT / "runs" / "preprocess-frames.npz"
 CLIPS = ("scenes-digit-", "scenes-number-", "pens-digit-", "pens-number-", "clip.")   # clip.avi: camera-like, cheap tier
 PER_CLIP, EXTRA = 10, 3
+# Colour frames (a USB camera's: full-size BGR, read as luma since round 14 of issue 13): every
+# n/10-th frame of the first clip of each of these kinds, decoded full-size.
+COLOUR = ("scenes-digit-", "scenes-number-", "clip.")
 META = ("machine", "qemu_cpu", "opencv", "numpy", "frame_set")
 
 
@@ -71,6 +75,12 @@ def write_frames(clips: Path, out: Path) -> None:
             picked[f"{path.name}#{i}"] = frames[i]
         print(f"{path.name}: {len(frames)} frames, every {step}th, +{len(thin)} fine-pen path {thin}, "
               f"+{len(long)} of 8 digits {long}")
+    for kind in COLOUR:
+        path = next(p for p in paths if p.name.startswith(kind))
+        frames = read_clip(path, colour=True)[0]
+        for i in range(0, len(frames), -(-len(frames) // PER_CLIP)):
+            picked[f"{path.name}#{i}:colour"] = frames[i]
+        print(f"{path.name}: {PER_CLIP} colour frames {frames[0].shape}")
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, **picked)
     print(f"{out}: {len(picked)} frames, {out.stat().st_size / 1e6:.1f} MB")
@@ -106,6 +116,7 @@ def dump(out: str, frames: Path) -> None:
     res.update({"cv2_area_half_odd": cv2.resize(a, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA),
                 "cv2_linear_down": cv2.resize(a, (37, 29), interpolation=cv2.INTER_LINEAR),
                 "cv2_divide": cv2.divide(a, b, scale=255),
+                "cv2_bgr2gray": cv2.cvtColor(rng.integers(0, 256, (121, 161, 3), dtype=np.uint8), cv2.COLOR_BGR2GRAY),
                 "halve_odd": halve(a), "resample_down": resample(a[:61, :43], 14, 20),
                 "resample_up": resample(a[:11, :7], 13, 20)})
     meta = {"machine": platform.machine(), "qemu_cpu": os.environ.get("QEMU_CPU", ""), "opencv": cv2.__version__,

@@ -68,6 +68,10 @@ camera's lores size, 320x240):
 8. Fine pens: the glyphs of the design writers, of the held-out writers and of MNIST digits
    redrawn with a ballpoint (``device.glyphs.with_pen``: 0.8-2 % of the digit's height wide,
    55-100 % opaque, black or blue), single digits and numbers in the same scenes.
+9. Colour (round 14): the held-out writers' clips and the blank scenes read as a USB camera
+   delivers frames (full-size BGR through OpenCV, not the reduced gray decoding of item 1),
+   today's preprocessing against the previous round's, and the single-digit cost of the
+   camera-like clip's frames in colour.
 
 Writes benchmarks/results/<machine>/scenes.json and scenes.md (+ the ``device run`` result).
     MNIST_DIR=../shared/data/mnist python -m benchmarks.scenes [--quick]
@@ -92,7 +96,7 @@ import cv2
 
 from benchmarks.harness import PHOTOS, ROOT, results_dir, write_summary
 from device.fsio import atomic_write_bytes
-from device.preprocess import PreprocessOptions, prepare, prepare_all
+from device.preprocess import DEFAULT, PreprocessOptions, prepare, prepare_all
 from device.runtime import Model
 from device.glyphs import mnist_glyphs, photo_glyphs, with_pen
 from device.scenes import SceneOptions, make_scene_clip, render_scene
@@ -101,8 +105,8 @@ from device.step import postprocess
 from device.synth import make_clip
 from device.system import machine_info
 BASELINE = "5ae04b5"   # main before issue 13: the preprocessing whose cost is the reference
-BEFORE = "83bf880"     # main after round 12 of issue 13: the "before" of round 13
-BEFORE_NAME = "round 12"
+BEFORE = "178d84a"     # main after round 13 of issue 13: the "before" of round 14
+BEFORE_NAME = "round 13"
 TARGETS = {"scene_photos_accuracy": 0.98, "blank_no_digit": 0.97, "mnist_clip_accuracy": 0.99,
            "photos_accuracy": 0.99, "numbers_exact": 0.95, "numbers_per_digit": 0.99,
            "total_p50_vs_baseline": 1.1, "total_p50_vs_inference_stretch": 2.0,
@@ -113,10 +117,11 @@ PLAIN = SceneOptions(size=(480, 640), p_edge=0, p_shadow=0, p_ruled=0, p_squared
                      p_glare=0, p_motion=0, p_lowlight=0, p_border=0)
 
 
-def read_clip(path: Path) -> tuple[list[np.ndarray], dict]:
-    """Frames exactly as ``device run --source`` gets them, and the labels document."""
+def read_clip(path: Path, colour: bool = False) -> tuple[list[np.ndarray], dict]:
+    """Frames exactly as ``device run --source`` gets them, and the labels document.
+    ``colour``: full-size BGR frames instead, as a USB camera (OpenCV, V4L2) delivers them."""
     doc = json.loads(Path(str(path) + ".labels.json").read_text())
-    with VideoFile(str(path)) as src:
+    with VideoFile(str(path), fast_decode=not colour) as src:
         return [f.image for f in src.frames()], doc
 
 
@@ -400,6 +405,45 @@ def batch_cost(model, repeats: int = 300) -> dict:
     return out
 
 
+def colour(model, paths: dict, render_clip: Path, before, repeats: int) -> dict:
+    """The held-out writers' clips and the blank scenes read as a USB camera delivers frames
+    (full-size BGR), by today's preprocessing and ``before``'s (``paths``: name -> (clip
+    paths, mode); one clip in memory at a time, a 640x480 colour frame is 0.9 MB); and the
+    single-digit total (preprocess + inference + postprocess) of the camera-like clip's
+    frames in colour, today's against ``before``'s, each frame's least thread CPU time of
+    ``repeats``, the two interleaved (which goes first alternates)."""
+    out: dict = {}
+    for name, (group, mode) in paths.items():
+        parts: dict = {"now": [], "before": []}
+        for path in group:
+            frames, doc = read_clip(path, colour=True)
+            out["frame_size"] = list(frames[0].shape)
+            parts["now"].append(score(model, frames, doc, mode, DEFAULT))
+            parts["before"].append(score(model, frames, doc, mode, DEFAULT, before))
+        out[name] = {k: pool(v) for k, v in parts.items()}
+
+    def total(fn, f) -> int:
+        c0 = time.thread_time_ns()
+        p = fn(f)
+        if p.image is not None:
+            postprocess(model.predict(p.image))
+        return time.thread_time_ns() - c0
+
+    frames = read_clip(render_clip, colour=True)[0]
+    least = {"now": [], "before": []}
+    for j, f in enumerate(frames):
+        best = {"now": float("inf"), "before": float("inf")}
+        for r in range(repeats):
+            pair = (("now", prepare), ("before", before.prepare))
+            for name, fn in (pair if (r + j) % 2 == 0 else pair[::-1]):
+                best[name] = min(best[name], total(fn, f))
+        for name in least:
+            least[name].append(best[name])
+    cost = {k: pct(v) for k, v in least.items()}
+    cost["p50_vs_before"] = cost["now"]["p50"] / cost["before"]["p50"]
+    return out | {"cost_camera_like_clip": cost}
+
+
 def sheets(model, glyphs, pre=None) -> dict:
     """Each writer's ten photos as a 3-3-3-1 sheet on plain paper: does it read as its rows?"""
     out = {}
@@ -535,6 +579,10 @@ def main(argv=None) -> int:
     result["held_out_default_options"] = {m: now[m] for m in ("digit", "number")}
     before = load_from_git(BEFORE, ("blobs", "levels", "preprocess"))
     result["before"] = accuracy(before)
+    result["colour"] = colour(model, {
+        "held-out single digits": ([work / f"scenes-digit-{w}{suffix}.avi" for w in held_out], "digit"),
+        "held-out numbers": ([work / f"scenes-number-{w}{suffix}.avi" for w in held_out], "number"),
+        "blank scenes": ([work / f"scenes-blank{suffix}.avi"], "digit")}, render_clip, before, 2 if args.quick else 5)
     repeats = 2 if args.quick else 5
     scenes = [f for w in writers for f in clips[(w, "digit")][0][:30]]
     result["cost_single"] = single_cost(model, {"camera-like clip": render_frames,
@@ -654,6 +702,21 @@ def report(r: dict, created: str, quick: bool, machine: dict) -> str:
         w = b1["fine_pens"][name]
         lines.append(f"| {name} | {frac(w['digit'])} / {frac(v['digit'])} | {w['number']['accuracy']:.1%} / "
                      f"{v['number']['accuracy']:.1%} | {w['number']['per_digit']:.1%} / {v['number']['per_digit']:.1%} |")
+    if "colour" in r:   # (results before round 14 have no colour part)
+        col = r["colour"]
+        size = "x".join(str(v) for v in col["frame_size"][1::-1])
+        lines += ["", f"The same clips read as a USB camera delivers frames ({size} BGR, not the device's reduced gray "
+                  f"decoding; before = {bname}'s preprocessing):", "",
+                  "| clips | before | now |", "|---|---|---|"]
+        for name in ("held-out single digits", "held-out numbers"):
+            lines.append(f"| {name} | {frac(col[name]['before'])} | {frac(col[name]['now'])} |")
+        b = col["blank scenes"]
+        lines.append(f"| blank scenes 'no digit' | {frac(b['before'], 'blank_no_digit', 'blank_ok', 'blank_frames')} | "
+                     f"{frac(b['now'], 'blank_no_digit', 'blank_ok', 'blank_frames')} |")
+        c = col["cost_camera_like_clip"]
+        lines += ["", f"Their cost: the camera-like clip in colour, single-digit total (each frame's least thread CPU "
+                  f"time, interleaved) p50 {c['now']['p50']:.3f} ms now, {c['before']['p50']:.3f} ms "
+                  f"before = {c['p50_vs_before']:.2f}x."]
     lines += ["", "Single digit by condition (held-out writers):", "", "| condition | right | frames |", "|---|---|---|"]
     for t, (k, n) in held["digit"]["by_tag"].items():
         lines.append(f"| {t} | {k / max(1, n):.1%} | {n} |")

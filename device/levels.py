@@ -114,16 +114,14 @@ def working_copy(frame: np.ndarray, opts) -> tuple[np.ndarray, float, np.ndarray
     it was halved from or None).  ``frame``: gray or BGR(A)."""
     small, scale, finer = frame, 1.0, None
     if small.ndim == 3:
-        if max(small.shape[:2]) > opts.work_size * 3 and min(small.shape[:2]) >= 4 * MIN_SIDE:
-            # A large colour frame: take every other pixel of the green channel in one strided
-            # copy.  Every full-frame pass costs ~150 us on a 640x480 frame here (memory
-            # bound), and this one pass replaces a colour conversion plus a halving.  Green
-            # carries most of the luma; black, blue and red ink are all dark in it, and
-            # strokes are several pixels wide at this size, so the decimation loses none.
-            small = np.ascontiguousarray(small[::2, ::2, 1])
-            scale = 0.5
-        else:
-            small = cv2.cvtColor(small, cv2.COLOR_BGRA2GRAY if small.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
+        # A colour frame (a USB camera's, a photo) is read as its luma, as picamera2's lores
+        # stream and a clip's reduced decoding give it, and halved by area averaging below.
+        # (Every other pixel of the green channel, one strided copy of half the frame's rows,
+        # cost less: ~30 us a 640x480 frame in cache here, ~130 us from memory; but it kept the
+        # sensor's noise and aliasing that averaging takes out: the held-out writers' scene
+        # clips read full-size in colour scored 90.1 % against 93.1 % this way, blank scenes
+        # 97.3 % against 98.5 %; benchmarks/scenes.py "colour".)
+        small = cv2.cvtColor(small, cv2.COLOR_BGRA2GRAY if small.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
     # Halve with area averaging until the longer side is at most 1.5x work_size: OpenCV's area
     # resize is several times faster for an exact factor of 2 than for 4 or an odd ratio, and
     # the region maps back to the frame by a power of two.

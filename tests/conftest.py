@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -17,6 +18,9 @@ MNIST_DIR = Path(os.environ.get("MNIST_DIR", SHARED / "mnist"))
 os.environ.setdefault("MNIST_DIR", str(MNIST_DIR))
 PHOTOS = SHARED / "digit-photos"
 SHIPPED = ROOT / "device" / "models" / "model.tflite"
+# The golden set's size, which a deploy's and a fleet's golden check report ("N/N identical"):
+# 2,100 MNIST test digits and the dev photos in which the preprocessing finds a digit.
+GOLDEN_IMAGES = json.loads((ROOT / "device" / "models" / "model.json").read_text())["golden"]["images"]
 # Several tests press Ctrl-C on a CLI (SIGINT) as a terminal would.  A suite started as a
 # background job (`cmd &`, nohup, some CI runners) inherits SIGINT ignored, and an ignored signal
 # stays ignored across exec: those CLIs would never see it.  A handler here is reset to the

@@ -22,7 +22,7 @@ from device import schema
 from device.fsio import atomic_write_json
 from device.manifest import sha256_file
 from tests import sshd
-from tests.conftest import ROOT, SHIPPED
+from tests.conftest import GOLDEN_IMAGES, ROOT, SHIPPED
 
 DEPLOY = str(ROOT / "deploy.sh")
 
@@ -127,7 +127,7 @@ def test_deploy_bench_noop_smoke_failure_gate_service_rollback(target, tmp_path,
     assert r.returncode == 0, r.stdout + r.stderr
     first = current()
     assert first.startswith("releases/")
-    assert "golden 2200/2200 identical predictions" in r.stderr
+    assert f"golden {GOLDEN_IMAGES}/{GOLDEN_IMAGES} identical predictions" in r.stderr
     # Results came back, in the device's schema.
     files = sorted((reports / "127.0.0.1").glob("*.json"))
     assert {f.name.split("-")[0] for f in files} == {"bench", "run"}

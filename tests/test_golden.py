@@ -38,7 +38,9 @@ def test_shipped_model_is_identical_to_its_recorded_predictions(capsys):
 def test_golden_set_contents():
     gs = golden.load_set()
     assert gs.x.dtype == np.uint8 and gs.x.shape[1:] == (28, 28)
-    assert gs.n_mnist >= 2000 and len(gs) - gs.n_mnist == 100
+    # The dev photos in which the preprocessing finds a digit: all but one since round 14 of
+    # issue 13 (a marker's 9 filling the photo, its loop filled in: read as 4 before).
+    assert gs.n_mnist >= 2000 and len(gs) - gs.n_mnist == 99
     assert all(s.startswith("mnist-test:") for s in gs.source[:gs.n_mnist])
     assert all(s.startswith("photo:") for s in gs.source[gs.n_mnist:])
 

@@ -645,6 +645,23 @@ def test_downscales_are_exact_block_means_on_odd_sizes(shape):
     assert np.array_equal(resample(crop, nw, nh), (acc + h * w // 2) // (h * w))
 
 
+@pytest.mark.parametrize("shape", [(480, 640, 3), (1080, 1920, 3), (480, 640, 4), (200, 300, 3), (97, 131, 3)])
+def test_a_colour_frame_is_read_as_its_luma_at_every_size(shape):
+    """A USB camera's BGR frame (or BGRA, or a photo) gives the working copy and the finer copy
+    its gray conversion gives, halved by 2x2 means: the pixels a lores Y plane or a clip's
+    reduced gray decoding would give, not every other pixel of one channel (whose sensor noise
+    no averaging took out: a few points of accuracy on the scene clips read in colour)."""
+    from device.levels import working_copy
+    from device.preprocess import DEFAULT
+
+    rng = np.random.default_rng(sum(shape))
+    frame = cv2.GaussianBlur(rng.integers(0, 256, shape, dtype=np.uint8), (0, 0), 1.5)
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGRA2GRAY if shape[2] == 4 else cv2.COLOR_BGR2GRAY)
+    got, want = working_copy(frame, DEFAULT), working_copy(gray, DEFAULT)
+    assert got[1] == want[1] and np.array_equal(got[0], want[0])
+    assert (got[2] is None) == (want[2] is None) and (got[2] is None or np.array_equal(got[2], want[2]))
+
+
 def test_the_resampling_rounding_is_an_exact_floor_at_every_step():
     """resample's one rounding, done by OpenCV's float scaling where that is safe, is
     floor((acc + den // 2) / den) exactly, checked at every step of the floor (the sums on

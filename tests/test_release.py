@@ -17,7 +17,7 @@ import pytest
 from device import release
 from device.manifest import sha256_file
 from device.platforms import parse_cpuinfo
-from tests.conftest import ROOT, SHIPPED
+from tests.conftest import GOLDEN_IMAGES, ROOT, SHIPPED
 
 RELPY = ROOT / "device" / "release.py"
 CPUINFO = ROOT / "tests" / "data" / "cpuinfo"
@@ -458,8 +458,8 @@ def test_install_smoke_switch_status_as_ansible_would(tmp_path):
                    cwd=ROOT, check=True, capture_output=True, timeout=300)
     rc, a, err = step(top, "bench", f"--release={name}", "--runs=20", "--budget-ms=100000", "--gate",
                       "--golden-identical")
-    assert rc == 0 and a["within_budget"] and a["golden"] == {"status": "identical", "images": 2200,
-                                                             "identical": 2200}, err
+    assert rc == 0 and a["within_budget"] and a["golden"] == {"status": "identical", "images": GOLDEN_IMAGES,
+                                                             "identical": GOLDEN_IMAGES}, err
     smoke = json.loads((rel / "SMOKE.json").read_text())
     (rel / "SMOKE.json").write_text(json.dumps({**smoke, "checks": {**smoke["checks"], "golden": {"status": "unverified"}}}))
     rc, a, err = step(top, "bench", f"--release={name}", "--runs=20", "--budget-ms=100000", "--gate",
