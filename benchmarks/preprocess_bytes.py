@@ -110,6 +110,17 @@ def dump(out: str, frames: Path) -> None:
             frame = fs[name]
             digest.update(name.encode() + frame.tobytes())
             res.update({f"frame:{name}|{k}": v for k, v in outputs(frame).items()})
+        # Noise (round 14: a seed must stand out of the grain): frames of pure noise and every
+        # 40th frame of the set with noise added, integers drawn from numpy's PCG64 (the same
+        # on every machine; no float math that a libm could round differently).
+        noise = np.random.default_rng(14)
+        for i, shape in enumerate(((60, 80), (240, 320), (480, 640, 3)) * 2):
+            res.update({f"noise:pure-{i}|{k}": v
+                        for k, v in outputs(noise.integers(0, 256, shape, dtype=np.uint8)).items()})
+        for name in sorted(fs.files)[::40]:
+            f = fs[name]
+            g = np.clip(f.astype(np.int16) + noise.integers(-24, 25, f.shape), 0, 255).astype(np.uint8)
+            res.update({f"noise:{name}|{k}": v for k, v in outputs(g).items()})
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (121, 161), dtype=np.uint8)
     b = rng.integers(1, 256, (121, 161), dtype=np.uint8)
@@ -134,7 +145,8 @@ def compare(a: str, b: str) -> dict:
             raise UsageError(f"{a} and {b} hold different items: dump both with the same code")
         keys = [k for k in A.files if k not in META]
         differ = [k for k in keys if not np.array_equal(A[k], B[k])]
-        items = {kind: sorted({k.split("|")[0] for k in keys if k.startswith(kind + ":")}) for kind in ("photo", "frame")}
+        items = {kind: sorted({k.split("|")[0] for k in keys if k.startswith(kind + ":")})
+                 for kind in ("photo", "frame", "noise")}
         paths = {kind: [str(A[f"{n}|path"][0]) for n in v] for kind, v in items.items()}
         numbers = [len(A[f"{n}|all_lines"]) for n in items["frame"]]
         bad = {kind: {} for kind in items}       # kind -> field -> the items where it differs
@@ -149,6 +161,7 @@ def compare(a: str, b: str) -> dict:
                 "items": {kind: len(v) for kind, v in items.items()},
                 "identical": {kind: sum(i not in moved for i in v) for kind, v in items.items()},
                 "prepare_paths": {kind: {p: v.count(p) for p in sorted(set(v))} for kind, v in paths.items()},
+                "noise_read": sum(len(A[f"{n}|all_lines"]) > 0 or A[f"{n}|input"].size > 0 for n in items["noise"]),
                 "frame_paths": {
                                 "prepare_all fine": sum(str(A[f"{n}|all_paths"][0]) == "fine" for n in items["frame"]),
                                 "prepare_all 8+ digits": sum(n >= 8 for n in numbers)},

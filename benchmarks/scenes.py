@@ -72,6 +72,9 @@ camera's lores size, 320x240):
    delivers frames (full-size BGR through OpenCV, not the reduced gray decoding of item 1),
    today's preprocessing against the previous round's, and the single-digit cost of the
    camera-like clip's frames in colour.
+10. Noise (round 14): the held-out writers' single-digit clips and the blank scenes with
+   Gaussian sensor noise added to the decoded frames (sigma 6 and 12 of 255), and frames of pure
+   noise, which hold no digit; today's preprocessing against the previous round's.
 
 Writes benchmarks/results/<machine>/scenes.json and scenes.md (+ the ``device run`` result).
     MNIST_DIR=../shared/data/mnist python -m benchmarks.scenes [--quick]
@@ -444,6 +447,33 @@ def colour(model, paths: dict, render_clip: Path, before, repeats: int) -> dict:
     return out | {"cost_camera_like_clip": cost}
 
 
+NOISE_SIGMAS = (6, 12)   # sensor noise added to the decoded gray frames (0-255)
+
+
+def noise(model, groups: dict, before) -> dict:
+    """Frames with sensor-like noise: ``groups`` (name -> [(frames, doc)], single digits) with
+    Gaussian noise of each of NOISE_SIGMAS added to the decoded gray frames (seeded), and frames
+    of pure noise (uniform 0-255, gray 80x60 and 320x240, BGR 640x480; 20 each), which hold no
+    digit: today's preprocessing against ``before``'s, in the digit mode (the pure noise also in
+    the number mode)."""
+    out: dict = {}
+    for sigma in NOISE_SIGMAS:
+        for name, parts in groups.items():
+            res: dict = {"now": [], "before": []}
+            for k, (frames, doc) in enumerate(parts):
+                rng = np.random.default_rng([sigma, k])
+                noisy = [np.clip(f + rng.normal(0, sigma, f.shape), 0, 255).astype(np.uint8) for f in frames]
+                res["now"].append(score(model, noisy, doc, "digit", DEFAULT))
+                res["before"].append(score(model, noisy, doc, "digit", DEFAULT, before))
+            out[f"{name}, sigma {sigma}"] = {k: pool(v) for k, v in res.items()}
+    rng = np.random.default_rng(13)
+    pure = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((60, 80), (240, 320), (480, 640, 3)) for _ in range(20)]
+    out["pure noise"] = {"frames": len(pure), **{
+        f"{who} {mode}": sum(read_frame(model, f, mode, DEFAULT, pre) in (None, "") for f in pure)
+        for who, pre in (("now", None), ("before", before)) for mode in ("digit", "number")}}
+    return out
+
+
 def sheets(model, glyphs, pre=None) -> dict:
     """Each writer's ten photos as a 3-3-3-1 sheet on plain paper: does it read as its rows?"""
     out = {}
@@ -583,6 +613,8 @@ def main(argv=None) -> int:
         "held-out single digits": ([work / f"scenes-digit-{w}{suffix}.avi" for w in held_out], "digit"),
         "held-out numbers": ([work / f"scenes-number-{w}{suffix}.avi" for w in held_out], "number"),
         "blank scenes": ([work / f"scenes-blank{suffix}.avi"], "digit")}, render_clip, before, 2 if args.quick else 5)
+    result["noise"] = noise(model, {"held-out single digits": [clips[(w, "digit")][:2] for w in held_out],
+                                    "blank scenes": [(blank_frames, blank_doc)]}, before)
     repeats = 2 if args.quick else 5
     scenes = [f for w in writers for f in clips[(w, "digit")][0][:30]]
     result["cost_single"] = single_cost(model, {"camera-like clip": render_frames,
@@ -717,6 +749,20 @@ def report(r: dict, created: str, quick: bool, machine: dict) -> str:
         lines += ["", f"Their cost: the camera-like clip in colour, single-digit total (each frame's least thread CPU "
                   f"time, interleaved) p50 {c['now']['p50']:.3f} ms now, {c['before']['p50']:.3f} ms "
                   f"before = {c['p50_vs_before']:.2f}x."]
+    if "noise" in r:   # (results before round 14 have no noise part)
+        nz = r["noise"]
+        lines += ["", f"With sensor noise added to the decoded gray frames (Gaussian, sigma of 255; before = {bname}'s "
+                  "preprocessing):", "", "| clips | before | now |", "|---|---|---|"]
+        for name, v in nz.items():
+            if name == "pure noise":
+                continue
+            key = ("blank_no_digit", "blank_ok", "blank_frames") if name.startswith("blank") else ("accuracy", "correct", "frames")
+            extra = "" if name.startswith("blank") else (f"; blank frames {v['before']['blank_ok']} / "
+                                                         f"{v['now']['blank_ok']} of {v['now']['blank_frames']}")
+            lines.append(f"| {name} | {frac(v['before'], *key)} | {frac(v['now'], *key)}{extra} |")
+        pn = nz["pure noise"]
+        lines += ["", f"Frames of pure noise (uniform; {pn['frames']}) read as \"no digit\": digit mode {pn['before digit']} "
+                  f"before, {pn['now digit']} now; number mode {pn['before number']} before, {pn['now number']} now."]
     lines += ["", "Single digit by condition (held-out writers):", "", "| condition | right | frames |", "|---|---|---|"]
     for t, (k, n) in held["digit"]["by_tag"].items():
         lines.append(f"| {t} | {k / max(1, n):.1%} | {n} |")

@@ -29,6 +29,7 @@ plain Python on a handful of tuples beats numpy's per-call overhead at these siz
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -538,17 +539,50 @@ def _in_line(p: Blob, s: Blob) -> bool:
 # A digit's seed blob: its mean ink at least this many times opts.min_contrast (a faint blob
 # joins a digit as a piece, but does not start one).
 SEED_CONTRAST = 1.5
+# ... and at least GRAIN_SEED times the median ink of the ring around it (its box padded by
+# GRAIN_PAD x its height, the box left out) and of its whole level: a seed stands out of the
+# grain around it and in the frame (a small seed's ring is a few dozen pixels).  Sensor
+# noise is ink by ratio too, most of all on a dark desk and in shadows (the ink map divides by
+# the paper's level), and a frame of noise (a covered lens at a high gain, static, a hostile
+# input) is nothing else: a clump of it cut at the threshold passed for a digit in 56 of 60
+# frames of uniform noise, and in 107 of 400 blank scene frames with Gaussian noise of sigma 6
+# added to the decoded frames (benchmarks/scenes.py "noise"; now 0 and 60).  No digit of the scene clips
+# (noise-free but for the generator's dim light) was read otherwise at 2.5; at 3, one number
+# was lost.
+GRAIN_SEED = 2.5
+GRAIN_PAD = 0.5
+
+
+def stands_out(s: Blob) -> bool:
+    """Is ``s``'s mean ink at least GRAIN_SEED x the median ink of its level and of the ring
+    around it?  The ring's exactly: fewer than half its pixels reach contrast / GRAIN_SEED,
+    counted in the padded box, which bounds the ring's count (most seeds are decided there),
+    then without the box."""
+    if s.contrast < GRAIN_SEED * s.im.median():
+        return False
+    ink = s.im.ink
+    H, W = ink.shape
+    m = max(2, int(GRAIN_PAD * s.h))
+    x0, y0, x1, y1 = max(0, s.x - m), max(0, s.y - m), min(W, s.x + s.w + m), min(H, s.y + s.h + m)
+    ring = (x1 - x0) * (y1 - y0) - s.w * s.h
+    level = math.ceil(s.contrast / GRAIN_SEED) - 1   # ink above it: ink >= contrast / GRAIN_SEED
+    above = cv2.countNonZero(cv2.threshold(ink[y0:y1, x0:x1], level, 255, cv2.THRESH_BINARY)[1])
+    if 2 * above < ring:
+        return True
+    inside = cv2.countNonZero(cv2.threshold(ink[s.y:s.y + s.h, s.x:s.x + s.w], level, 255, cv2.THRESH_BINARY)[1])
+    return 2 * (above - inside) < ring
 
 
 def digits_at(im, opts, every: bool, thick: bool = False,
-              seed_contrast: float = SEED_CONTRAST) -> tuple[list[Digit], bool]:
+              seed_contrast: float = SEED_CONTRAST, grain: bool = True) -> tuple[list[Digit], bool]:
     """(the digits of one level, whether a dark blob was turned down as solid or as a shadow).
     ``every``: all digits; else stop at the tallest.  ``thick``: only digits of thick dark
     strokes (what level 1 is for).  ``seed_contrast``: a digit's seed blob's mean ink must be at
-    least this many times ``opts.min_contrast``.  The flag tells the caller that a stroke too wide for this
-    level's kernel may be there: its interior is not ink at this level, so its edges look like
-    a blot or a shadow's fringe (with ``thick``, only blobs that could be seeds are looked at
-    for shadows)."""
+    least this many times ``opts.min_contrast``, and (``grain``) stand out of the grain around
+    it (:func:`stands_out`; the closer looks have grain gates of their own).  The flag tells the
+    caller that a stroke too wide for this level's kernel may be there: its interior is not ink
+    at this level, so its edges look like a blot or a shadow's fringe (with ``thick``, only blobs
+    that could be seeds are looked at for shadows)."""
     H = im.ink.shape[0]
     if int(im.ink.max()) < opts.min_contrast:
         return [], False
@@ -570,7 +604,7 @@ def digits_at(im, opts, every: bool, thick: bool = False,
         for s in assess(b, pool, opts, seed=thick_seed if thick else None):
             if every and not thick and s.contrast < least:
                 pale.append(s)
-            if s.contrast < least or (thick and not thick_seed(s)):
+            if s.contrast < least or (thick and not thick_seed(s)) or (grain and not stands_out(s)):
                 continue
             seeds.append(s)
         seeds.sort(key=lambda s: -s.h)

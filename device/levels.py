@@ -52,6 +52,7 @@ class InkMap:
     k: int = 0           # the closing's kernel
     _blobs: dict = field(default_factory=dict, repr=False)
     _near_step: np.ndarray | None = field(default=None, repr=False)
+    _median: int | None = field(default=None, repr=False)
 
     def blobs(self, thr: int) -> list[Blob]:
         """The blobs of the ink at ``thr`` (:func:`device.blobs.blobs_of`), cut once per level:
@@ -66,6 +67,13 @@ class InkMap:
         if self._near_step is None:
             self._near_step = cv2.dilate(steep(self.paper), K3)
         return self._near_step
+
+    def median(self) -> int:
+        """The ink's median (every other pixel), made once per level when a seed first asks
+        (``blobs.stands_out``)."""
+        if self._median is None:
+            self._median = _quantile(np.ascontiguousarray(self.ink[::2, ::2]), 0.5)
+        return self._median
 
 
 class Pyramid:
@@ -317,7 +325,7 @@ def fine_digits(pyr: Pyramid, digits: list[Digit], opts, every: bool = True) -> 
         found = []
         if not _grainy(im.ink, FINE_NOISE, 0.1):
             _assemble(im, opts)
-            found = [d for d in digits_at(im, opts, every, seed_contrast=1.0)[0] if d.seed.stroke <= FINE_STROKE
+            found = [d for d in digits_at(im, opts, every, seed_contrast=1.0, grain=False)[0] if d.seed.stroke <= FINE_STROKE
                      and (d.seed.contrast >= SEED_CONTRAST * opts.min_contrast
                           or _even_paper(im.paper[d.y0:d.y1, d.x0:d.x1]))]
             if found:
@@ -441,7 +449,7 @@ def smoothed_digits(pyr: Pyramid, opts, every: bool, read: list | None = None,
             near = cv2.dilate(cv2.inRange(im.paper, lo, hi - 1), _square(2 * k + 1))
             cut = InkMap(cv2.bitwise_and(im.ink, near), im.gray, im.paper, s, k)
         _assemble(cut, low)
-        for d in digits_at(cut, low, every, seed_contrast=1.0)[0]:
+        for d in digits_at(cut, low, every, seed_contrast=1.0, grain=False)[0]:
             box = im.paper[d.y0:d.y1, d.x0:d.x1]
             if d.seed.stroke <= min(SMOOTH_STROKE, SMOOTH_SLIM * (d.y1 - d.y0)) and _even_paper(box) \
                     and lo <= cv2.mean(box)[0] < hi and not any(_overlaps(d.frame_box(), f.frame_box()) for f in found) \
@@ -604,7 +612,7 @@ def faint_line_digits(pyr: Pyramid, lines: list[list[Digit]], opts) -> list[Digi
     low = _cut_at(opts, thr)
     _assemble(im, low)
     out, lit = [], None
-    for d in digits_at(im, low, True, seed_contrast=1.0)[0]:
+    for d in digits_at(im, low, True, seed_contrast=1.0, grain=False)[0]:
         paper = im.paper[d.y0:d.y1, d.x0:d.x1]
         if d.seed.stroke > min(LINE_PALE_STROKE, LINE_PALE_SLIM * (d.y1 - d.y0)) or not _even_paper(paper):
             continue

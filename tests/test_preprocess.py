@@ -502,6 +502,39 @@ def test_blank_scenes_are_no_digit():
         assert rows is None and prepare(frame).image is None, i
 
 
+def test_pure_noise_is_no_digit():
+    """A frame of noise (a covered lens at a high gain, static, a hostile input) has no paper
+    and no ink: the blobs a threshold cuts there are its grain, and a digit's seed must stand
+    out of the grain (levels.GRAIN_SEED).  Round 13's code read a digit in most of these."""
+    rng = np.random.default_rng(21)
+    for shape in ((60, 80), (240, 320), (480, 640, 3)):
+        for i in range(6):
+            f = rng.integers(0, 256, shape, dtype=np.uint8)
+            p = prepare(f)
+            assert p.image is None and prepare_all(f) == [], (shape, i, p.region)
+
+
+def test_digits_in_sensor_noise_are_read_and_noisy_blank_paper_is_not(mnist):
+    """The camera-like frames at the lores size with Gaussian noise added: every digit is read
+    right at sigma 16 (of 255), and blank paper at sigma 32 stays "no digit" in 27 of 30 frames
+    (round 13's code: 17; the noise's blobs are no seeds when no darker than its grain)."""
+    from device.runtime import Model
+    from device.step import postprocess
+
+    model = Model()
+    rng, noise = np.random.default_rng(3), np.random.default_rng(16)
+    right = blank = 0
+    for i in range(30):
+        f = _lores(render_frame(mnist.x_test[i], rng))
+        b = _lores(render_frame(None, rng))
+        f = np.clip(f + noise.normal(0, 16, f.shape), 0, 255).astype(np.uint8)
+        b = np.clip(b + noise.normal(0, 32, b.shape), 0, 255).astype(np.uint8)
+        p = prepare(f)
+        right += p.image is not None and postprocess(model.predict(p.image))[0] == mnist.y_test[i]
+        blank += prepare(b).image is None
+    assert right == 30 and blank >= 25, (right, blank)
+
+
 def test_a_hands_shadow_from_out_of_view_is_no_digit():
     """A hand's shadow whose palm lies out of the frame: its fingers, at half size, look like a
     thick digit, and with no palm in view the flood from them is not larger than twice their
@@ -779,8 +812,10 @@ def test_preprocess_bytes_names_what_moved_and_refuses_other_frames(photos_dir, 
     moved["frame:a.avi#0|all_regions"] = moved["frame:a.avi#0|all_regions"] + 1
     np.savez(b, **moved)
     r = pb.compare(a, b)
-    assert r["items"] == {"photo": 2, "frame": 2} and r["identical"] == {"photo": 2, "frame": 1}
-    assert r["differing"] == {"photo": {}, "frame": {"all_regions": ["a.avi#0"]}}
+    # (noise: 6 frames of pure noise and the set's every 40th frame with noise added)
+    assert r["items"] == {"photo": 2, "frame": 2, "noise": 7}
+    assert r["identical"] == {"photo": 2, "frame": 1, "noise": 7}
+    assert r["differing"] == {"photo": {}, "frame": {"all_regions": ["a.avi#0"]}, "noise": {}}
     assert pb.main(["compare", a, b]) == 1 and pb.main(["compare", a, a]) == 0
     pb.dump(c, tmp_path / "other.npz")
     assert pb.main(["compare", a, c]) == 2
