@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +119,32 @@ def photos_accuracy(model=None) -> dict | None:
                      "confidence": d["confidence"]}
                     for d in records if "file" in d and "label" in d and d["label"] != d["prediction"]]
     return out
+
+
+def least_times(fns: dict, frames: list, n: int) -> dict:
+    """Per frame, the least thread CPU time (ms) of ``n`` runs of each of ``fns``, interleaved
+    (the order alternating), so all share the machine's load alike."""
+    out = {k: [] for k in fns}
+    for f in frames:
+        t = {k: [] for k in fns}
+        for i in range(n):
+            for k in (list(fns) if i % 2 == 0 else list(fns)[::-1]):
+                c0 = time.thread_time_ns()
+                fns[k](f)
+                t[k].append(time.thread_time_ns() - c0)
+        for k in fns:
+            out[k].append(min(t[k]) / 1e6)
+    return {k: {"p50": float(np.median(v)), "p90": float(np.percentile(v, 90)), "p99": float(np.percentile(v, 99)),
+                "mean": float(np.mean(v)), "n": len(v)} for k, v in out.items()}
+
+
+def single_digit(model, prepare):
+    """One frame through a single-digit reading: ``prepare`` (a preprocessing's), and the model
+    and postprocessing when it found a digit (what a cost comparison times per frame)."""
+    from device.step import postprocess
+
+    def run(frame):
+        p = prepare(frame)
+        if p.image is not None:
+            postprocess(model.predict(p.image))
+    return run

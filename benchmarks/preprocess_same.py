@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 import cv2
 
-from benchmarks.harness import PHOTOS, ROOT, results_dir, write_summary
+from benchmarks.harness import PHOTOS, ROOT, least_times, results_dir, single_digit, write_summary
 from benchmarks.scenes import BASELINE, load_from_git, read_clip
 from device import preprocess
 from device.runtime import Model
@@ -63,32 +62,8 @@ def differences(ref, clips: Path) -> tuple[int, list[str]]:
     return n, bad
 
 
-def least_times(fns: dict, frames: list, n: int) -> dict:
-    """Per frame, the least thread CPU time (ms) of ``n`` runs of each of ``fns``, interleaved
-    (the order alternating), so all share the machine's load alike."""
-    out = {k: [] for k in fns}
-    for f in frames:
-        t = {k: [] for k in fns}
-        for i in range(n):
-            for k in (list(fns) if i % 2 == 0 else list(fns)[::-1]):
-                c0 = time.thread_time_ns()
-                fns[k](f)
-                t[k].append(time.thread_time_ns() - c0)
-        for k in fns:
-            out[k].append(min(t[k]) / 1e6)
-    return {k: {"p50": float(np.median(v)), "p99": float(np.percentile(v, 99)), "mean": float(np.mean(v)),
-                "n": len(v)} for k, v in out.items()}
-
-
 def cost(ref, clips: Path, n: int) -> dict:
     model = Model(None, threads=1)
-
-    def single(prepare):
-        def run(f):
-            p = prepare(f)
-            if p.image is not None:
-                postprocess(model.predict(p.image))
-        return run
 
     def number(prepare_all):
         def run(f):
@@ -104,7 +79,7 @@ def cost(ref, clips: Path, n: int) -> dict:
             frames, doc = read_clip(path)
             eight += [f for f, lab in zip(frames, doc["labels"]) if lab and len(lab.replace(" ", "")) == 8]
     base = load_from_git(BASELINE)
-    one = least_times({"baseline": single(base.prepare), "ref": single(ref.prepare), "new": single(preprocess.prepare)}, clip, n)
+    one = least_times({"baseline": single_digit(model, base.prepare), "ref": single_digit(model, ref.prepare), "new": single_digit(model, preprocess.prepare)}, clip, n)
     many = least_times({"ref": number(ref.prepare_all), "new": number(preprocess.prepare_all)}, eight, n)
     return {"repeats": n, "single_digit_camera_like_clip": one, "eight_digit_frames": many,
             "single_p50_vs_baseline": {k: one[k]["p50"] / one["baseline"]["p50"] for k in ("ref", "new")},

@@ -97,7 +97,7 @@ import numpy as np
 
 import cv2
 
-from benchmarks.harness import PHOTOS, ROOT, results_dir, write_summary
+from benchmarks.harness import PHOTOS, ROOT, least_times, results_dir, single_digit, write_summary
 from device.fsio import atomic_write_bytes
 from device.preprocess import DEFAULT, PreprocessOptions, prepare, prepare_all
 from device.runtime import Model
@@ -425,24 +425,8 @@ def colour(model, paths: dict, render_clip: Path, before, repeats: int) -> dict:
             parts["before"].append(score(model, frames, doc, mode, DEFAULT, before))
         out[name] = {k: pool(v) for k, v in parts.items()}
 
-    def total(fn, f) -> int:
-        c0 = time.thread_time_ns()
-        p = fn(f)
-        if p.image is not None:
-            postprocess(model.predict(p.image))
-        return time.thread_time_ns() - c0
-
-    frames = read_clip(render_clip, colour=True)[0]
-    least = {"now": [], "before": []}
-    for j, f in enumerate(frames):
-        best = {"now": float("inf"), "before": float("inf")}
-        for r in range(repeats):
-            pair = (("now", prepare), ("before", before.prepare))
-            for name, fn in (pair if (r + j) % 2 == 0 else pair[::-1]):
-                best[name] = min(best[name], total(fn, f))
-        for name in least:
-            least[name].append(best[name])
-    cost = {k: pct(v) for k, v in least.items()}
+    cost = least_times({"now": single_digit(model, prepare), "before": single_digit(model, before.prepare)},
+                       read_clip(render_clip, colour=True)[0], repeats)
     cost["p50_vs_before"] = cost["now"]["p50"] / cost["before"]["p50"]
     return out | {"cost_camera_like_clip": cost}
 
